@@ -1,0 +1,26 @@
+# Land-cover maps from Landsat C2 L2 time series (semi-supervised ConvLSTM).
+# The index of the workflow: configuration, validation, the stage rules and the targets.
+from snakemake.utils import min_version
+
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/cube.smk"
+
+
+rule all:
+    input:
+        maps_targets(),
+    default_target: True
+
+
+rule maps:
+    input:
+        maps_targets(),

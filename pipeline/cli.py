@@ -1,0 +1,52 @@
+"""Shared plumbing of the stage entry points: logging and error reporting.
+
+Each stage module defines ``main(argv=None) -> int`` that builds an ``argparse`` parser,
+then calls :func:`run_stage` with a function doing the work. User-fixable problems
+(:class:`pipeline.errors.PipelineError`) are logged as one clear message and give exit
+status 2; other exceptions are bugs and propagate with their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 2
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr with timestamps; ``verbose`` switches to DEBUG."""
+    level = logging.DEBUG if verbose or os.environ.get("PIPELINE_DEBUG") else logging.INFO
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for noisy in ("urllib3", "rasterio", "fiona", "distributed", "matplotlib", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the options every stage shares (``-v``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def run_stage(work: Callable[[], object], *, verbose: bool = False) -> int:
+    """Run one stage's ``work``; map :class:`PipelineError` to a message and exit code 2."""
+    setup_logging(verbose)
+    try:
+        work()
+    except PipelineError as exc:
+        log.error("%s", exc)
+        return EXIT_USER_ERROR
+    return 0

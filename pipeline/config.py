@@ -1,0 +1,144 @@
+"""The validated configuration: JSON Schema with defaults and messages that say how to fix.
+
+The schema lives in ``workflow/schemas/config.schema.yaml`` (the Snakefile validates with
+``snakemake.utils.validate`` against the same file). :func:`check_config` runs the same
+Draft 2020-12 validation with defaults filled in, and turns every violation into one line that
+names the key (``catalog.max_cloud_cover``), what is wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, ValidationError, validators
+
+from pipeline.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | os.PathLike[str] = SCHEMA_PATH) -> dict[str, Any]:
+    """Read the config JSON Schema (YAML)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"config schema {p} not found; run from a checkout of the repository "
+            f"(install with `pip install -e .`)"
+        )
+    with open(p, encoding="utf-8") as fh:
+        schema: dict[str, Any] = yaml.safe_load(fh)
+    return schema
+
+
+def _with_defaults(validator_class: type) -> type:
+    validate_properties = validator_class.VALIDATORS["properties"]  # type: ignore[attr-defined]
+
+    def set_defaults(validator: Any, properties: Mapping[str, Any], instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(error: ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _describe(error: ValidationError) -> str:
+    """One actionable line for one schema violation."""
+    key = _key(error)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        lines = []
+        for name in extra:
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            where = f"'{key}.{name}'" if key != "<top level>" else f"'{name}'"
+            lines.append(f"unknown config key {where}{did} (allowed keys: {', '.join(allowed)})")
+        return "\n".join(lines) or f"config key '{key}': {error.message}"
+    if kind == "enum":
+        allowed = ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"config key '{key}': {json.dumps(error.instance)} is not allowed (allowed values: {allowed})"
+    if kind == "type":
+        return (f"config key '{key}': expected {error.validator_value}, got "
+                f"{type(error.instance).__name__} {json.dumps(error.instance, default=str)}")
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        lo = schema.get("minimum", schema.get("exclusiveMinimum", "-inf"))
+        hi = schema.get("maximum", schema.get("exclusiveMaximum", "inf"))
+        return (f"config key '{key}': {error.instance} is out of range "
+                f"(allowed: {lo} to {hi}{', exclusive' if 'exclusive' in kind else ''})")
+    if kind == "required":
+        return f"config key '{key}': {error.message}; add it (see workflow/schemas/config.schema.yaml)"
+    if kind == "pattern":
+        return f"config key '{key}': {json.dumps(error.instance)} does not match the format {error.validator_value}"
+    if kind == "oneOf" and key.startswith("aois."):
+        return f"config key '{key}': give exactly one of 'bbox' ([min_lon, min_lat, max_lon, max_lat]) or 'geometry' (a vector file)"
+    desc = schema.get("description")
+    return f"config key '{key}': {error.message}" + (f" ({desc})" if desc else "")
+
+
+def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` listing every problem.
+
+    Returns the same (now complete) dict for convenience.
+    """
+    schema = dict(schema) if schema is not None else load_schema()
+    validator = _with_defaults(Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [_describe(e) for e in errors]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    p = Path(path)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {p} not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return check_config(config)
+
+
+def parse_options(text: str | None, *, what: str) -> dict[str, Any]:
+    """Parse a stage's ``--options`` JSON object (a config section) into a dict."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--options for {what} is not valid JSON ({exc}); pass one JSON object") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"--options for {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def reject_unknown(options: Mapping[str, Any], allowed: set[str] | frozenset[str], *, section: str) -> None:
+    """Raise :class:`ConfigError` for keys of ``options`` not in ``allowed`` (with a suggestion)."""
+    for key in options:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+            did = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"unknown config key '{section}.{key}'{did} (allowed keys: {', '.join(sorted(allowed))})"
+            )

@@ -1,0 +1,180 @@
+"""Stage ``cube``: frozen STAC items -> ``cube.zarr`` on one grid (odc-stac, dask, Zarr).
+
+``python -m pipeline.cube --items results/demo/items.json --name demo --aoi '<aois.demo JSON>'
+--options '<cube JSON>' --sensor '<sensor JSON>' --catalog '<catalog JSON>' --out results/demo/cube.zarr``
+
+Dates are computed and written one at a time (each date streamed chunk by chunk into the
+store, so memory stays bounded by the chunk size), into a temporary store renamed into place at
+the end. A date whose assets cannot be read stops the stage with the item ids (``on_error:
+raise``) or is dropped and recorded in the store's ``skipped`` attribute (``on_error: skip``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pystac
+import xarray as xr
+import zarr
+from tqdm import tqdm
+
+from pipeline.atomic import atomic_path
+from pipeline.cli import base_parser, run_stage
+from pipeline.config import parse_options
+from pipeline.errors import AssetReadError, CubeError
+from pipeline.raster.gdal_env import configure_gdal
+from pipeline.raster.load import CubeOptions, build_cube
+from pipeline.raster import zarr_io  # noqa: F401 - zarr warning filters
+from pipeline.raster.sensors import SensorOptions
+from pipeline.stac.aoi import aoi_from_config
+from pipeline.stac.search import CatalogOptions
+
+log = logging.getLogger(__name__)
+
+
+def read_items(path: str | os.PathLike[str]) -> list[pystac.Item]:
+    """Read a frozen ItemCollection (``items.json``)."""
+    try:
+        collection = pystac.ItemCollection.from_file(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise CubeError(f"cannot read frozen items {path} ({exc}); rerun the search stage") from exc
+    items = list(collection)
+    if not items:
+        raise CubeError(f"{path} holds no item; rerun the search with wider dates or cloud limit")
+    return items
+
+
+@contextlib.contextmanager
+def dask_scheduler(threads: int) -> Iterator[None]:
+    """Use the dask.distributed scheduler at ``$DASK_SCHEDULER_ADDRESS`` if set, else ``threads`` threads."""
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        from distributed import Client
+
+        with Client(address) as client:
+            log.info("computing on dask scheduler %s (%s)", address, client.dashboard_link)
+            yield
+    else:
+        with dask.config.set(scheduler="threads", num_workers=max(threads, 1)):
+            yield
+
+
+def _time_labels(cube: xr.Dataset) -> list[str]:
+    by_day: dict[str, list[str]] = cube.attrs.get("items_by_day", {})
+    lon_shift = 0.0
+    out = []
+    for t in cube.time.values:
+        when = np.datetime64(t, "s").astype(dt.datetime)
+        day = (when + dt.timedelta(hours=lon_shift)).date().isoformat()
+        ids = by_day.get(day) or by_day.get((when.date()).isoformat()) or []
+        out.append(",".join(ids))
+    return out
+
+
+def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction: float) -> list[str]:
+    """Write ``cube`` date by date to ``out`` atomically; return the dates/items left out (with reasons)."""
+    cube = cube.assign_coords(item_ids=("time", _time_labels(cube)))
+    encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
+                for v in ("reflectance", "qa", "valid")}
+    skipped: list[str] = []
+    failed: set[int] = set()
+    with atomic_path(out) as tmp:
+        cube.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
+        timed = [v for v in cube.data_vars if "time" in cube[v].dims] + ["item_ids"]
+        for i in tqdm(range(cube.sizes["time"]), desc="cube dates", unit="date", disable=None):
+            date = str(cube.time.values[i])[:10]
+            ids = str(cube.item_ids.values[i])
+            part = cube[timed].isel(time=slice(i, i + 1)).drop_vars(["x", "y", "band"], errors="ignore")
+            try:
+                part.to_zarr(tmp, region={"time": slice(i, i + 1)}, consolidated=False)
+            except Exception as exc:  # noqa: BLE001 - GDAL/rasterio/odc read errors of any type
+                reason = f"{date} ({ids}): {type(exc).__name__}: {str(exc)[:300]}"
+                if on_error == "raise":
+                    raise AssetReadError(
+                        f"cannot read the assets of {date} (items {ids}): {exc}; the file may be truncated, "
+                        f"corrupt or its server refuses range requests. Retry later, or set cube.on_error: "
+                        f"skip to leave such dates out (they are recorded in the cube's 'skipped' attribute)"
+                    ) from exc
+                log.warning("skipping unreadable date %s", reason)
+                skipped.append(reason)
+                failed.add(i)
+        fractions = xr.open_zarr(tmp, consolidated=False)["valid_fraction"].values
+        low = [i for i, f in enumerate(fractions) if f < min_valid_fraction and i not in failed]
+        for i in low:
+            skipped.append(f"{str(cube.time.values[i])[:10]}: valid fraction {fractions[i]:.3f} < {min_valid_fraction}")
+        keep = [i for i in range(cube.sizes["time"]) if i not in failed and i not in low]
+        if not keep:
+            raise CubeError(
+                "no date left in the cube: " + "; ".join(skipped[:5]) + "; lower cube.min_valid_fraction, "
+                "raise catalog.max_cloud_cover or widen the dates"
+            )
+        attrs = {"skipped": skipped}
+        if len(keep) < cube.sizes["time"]:
+            stored = xr.open_zarr(tmp, consolidated=False).isel(time=keep)
+            stored.attrs.update(attrs)
+            with atomic_path(tmp.with_name(tmp.name + ".kept")) as tmp2:
+                stored.to_zarr(tmp2, mode="w", consolidated=True)
+            import shutil
+
+            shutil.rmtree(tmp)
+            os.replace(tmp.with_name(tmp.name + ".kept"), tmp)
+        else:
+            group = zarr.open_group(tmp, mode="r+")
+            group.attrs.update(attrs)
+            zarr.consolidate_metadata(tmp)
+    log.info("wrote %s with %d dates (%d left out)", out, len(keep), len(skipped))
+    return skipped
+
+
+def run_cube(items_path: Path, name: str, aoi_entry: dict[str, Any], options: CubeOptions, sensor: SensorOptions,
+             catalog: CatalogOptions, out: Path, *, threads: int = 1) -> Path:
+    """Load the frozen items of one AOI and write its ``cube.zarr``."""
+    aoi = aoi_from_config(name, aoi_entry)
+    items = read_items(items_path)
+    configure_gdal(retries=catalog.retries, backoff=catalog.backoff, timeout=catalog.timeout)
+    cube, skipped_items = build_cube(items, aoi, sensor, options, signing=catalog.signing)
+    log.info("cube %s: %d dates x %d bands x %d x %d px in %s", name, cube.sizes["time"], cube.sizes["band"],
+             cube.sizes["y"], cube.sizes["x"], cube.attrs["crs"])
+    with dask_scheduler(threads):
+        skipped = write_cube(cube, out, on_error=options.on_error, min_valid_fraction=options.min_valid_fraction)
+    if skipped_items:
+        log.warning("items left out before loading: %s", "; ".join(skipped_items))
+    del skipped
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--items", required=True, type=Path, help="frozen items.json of the search stage")
+    parser.add_argument("--name", required=True, help="AOI name")
+    parser.add_argument("--aoi", required=True, help="the aois.<name> config entry as JSON")
+    parser.add_argument("--options", default="{}", help="the cube config section as JSON")
+    parser.add_argument("--sensor", default="{}", help="the sensor config section as JSON")
+    parser.add_argument("--catalog", default="{}", help="the catalog config section as JSON (signing, retries)")
+    parser.add_argument("--out", required=True, type=Path, help="cube.zarr to write")
+    parser.add_argument("--threads", type=int, default=1, help="dask threads")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        run_cube(
+            args.items, args.name, parse_options(args.aoi, what=f"aoi {args.name}"),
+            CubeOptions.from_options(parse_options(args.options, what="cube")),
+            SensorOptions.from_options(parse_options(args.sensor, what="sensor")),
+            CatalogOptions.from_options(parse_options(args.catalog, what="catalog")),
+            args.out, threads=args.threads,
+        )
+
+    return run_stage(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

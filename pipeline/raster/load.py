@@ -1,0 +1,186 @@
+"""Loading frozen STAC items onto one grid as a lazy reflectance cube (odc-stac + dask).
+
+Result layout: see :mod:`pipeline.raster.zarr_io` (``cube.zarr``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import odc.stac
+import pystac
+import rasterio.features
+import xarray as xr
+from odc.geo.geobox import AnchorEnum, GeoBox
+from odc.geo.geom import Geometry
+
+from pipeline.config import reject_unknown
+from pipeline.errors import CubeError
+from pipeline.raster.gdal_env import url_signer
+from pipeline.raster.qa import invalid_mask
+from pipeline.raster.sensors import Scaling, SensorOptions, missing_assets, resolve_scaling
+from pipeline.stac.aoi import Aoi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CubeOptions:
+    """The ``cube`` config section (see the schema)."""
+
+    resolution: float = 30.0
+    groupby: Literal["solar_day", "time"] = "solar_day"
+    resampling: Literal["nearest", "bilinear", "cubic", "average"] = "nearest"
+    chunk: int = 512
+    on_error: Literal["raise", "skip"] = "raise"
+    min_valid_fraction: float = 0.0
+    anchor: Literal["center", "edge"] = "center"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> CubeOptions:
+        """Build from the ``cube`` config section; unknown keys raise ConfigError."""
+        reject_unknown(options, set(cls.__dataclass_fields__), section="cube")
+        return cls(**options)
+
+
+def aoi_geobox(aoi: Aoi, resolution: float, *, anchor: Literal["center", "edge"] = "center") -> GeoBox:
+    """The AOI's pixel grid: its bounds in ``aoi.crs`` snapped outward to ``resolution``.
+
+    ``anchor="center"`` puts pixel centres on multiples of the resolution, which is the native
+    Landsat grid (scene origins at 15 m mod 30 m): pixels are then copied, not resampled.
+    ``"edge"`` puts pixel edges on multiples of the resolution.
+    """
+    geom = Geometry(aoi.geometry, crs="EPSG:4326").to_crs(aoi.crs)
+    snap = AnchorEnum.CENTER if anchor == "center" else AnchorEnum.EDGE
+    return GeoBox.from_geopolygon(geom, resolution=resolution, crs=aoi.crs, anchor=snap)
+
+
+def aoi_pixels(aoi: Aoi, geobox: GeoBox) -> np.ndarray:
+    """Bool (y, x): pixels whose centre lies inside the AOI polygon."""
+    geom = Geometry(aoi.geometry, crs="EPSG:4326").to_crs(geobox.crs)
+    return rasterio.features.rasterize(
+        [(geom.geom, 1)], out_shape=geobox.shape, transform=geobox.transform, fill=0, dtype="uint8"
+    ).astype(bool)
+
+
+def check_items(items: list[pystac.Item], sensor: SensorOptions, *, on_error: str) -> tuple[list[pystac.Item], list[str]]:
+    """Drop (``skip``) or reject (``raise``) items lacking assets the sensor needs."""
+    kept, skipped = [], []
+    for item in items:
+        missing = missing_assets(item, sensor)
+        if not missing:
+            kept.append(item)
+            continue
+        msg = (f"item {item.id} lacks assets {missing} (it has {sorted(item.assets)}); fix sensor.bands / "
+               f"sensor.qa.asset for this collection")
+        if on_error == "raise":
+            raise CubeError(msg + ", or set cube.on_error: skip to leave such items out")
+        log.warning("skipping: %s", msg)
+        skipped.append(f"{item.id}: missing assets {missing}")
+    if not kept:
+        raise CubeError("no item has every asset the sensor section asks for; " + "; ".join(skipped[:3]))
+    return kept, skipped
+
+
+def stac_config(items: list[pystac.Item], sensor: SensorOptions, scaling: dict[str, Scaling]) -> dict[str, Any]:
+    """odc-stac ``stac_cfg`` supplying nodata for bands whose items do not publish it."""
+    assets: dict[str, Any] = {}
+    for band, key in sensor.bands.items():
+        if scaling[band].nodata is not None:
+            assets[key] = {"nodata": scaling[band].nodata}
+    if sensor.qa.nodata is not None:
+        assets[sensor.qa.asset] = {"nodata": sensor.qa.nodata}
+    collections = {it.collection_id or "*" for it in items}
+    return {c: {"assets": assets} for c in collections | {"*"}}
+
+
+def solar_day(item: pystac.Item) -> dt.date:
+    """Local solar date of an acquisition (UTC time shifted by the item's centre longitude)."""
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise CubeError(f"item {item.id} has no datetime")
+    bbox = item.bbox or [0.0, 0.0, 0.0, 0.0]
+    lon = (bbox[0] + bbox[2]) / 2
+    return (when + dt.timedelta(hours=lon / 15.0)).date()
+
+
+def load_raw(items: list[pystac.Item], geobox: GeoBox, sensor: SensorOptions, scaling: dict[str, Scaling],
+             options: CubeOptions, *, signing: Literal["none", "planetary_computer"] = "none") -> xr.Dataset:
+    """Lazy DN cube: one variable per asset, dims (time, y, x), native dtypes, nodata from STAC."""
+    resampling: dict[str, str] = {"*": options.resampling, sensor.qa.asset: "nearest"}
+    try:
+        return odc.stac.load(
+            items,
+            bands=sensor.assets,
+            geobox=geobox,
+            groupby=options.groupby,
+            resampling=resampling,
+            chunks={"time": 1, "y": options.chunk, "x": options.chunk},
+            stac_cfg=stac_config(items, sensor, scaling),
+            patch_url=url_signer(signing),
+            fail_on_error=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - odc-stac metadata errors are user-fixable item problems
+        raise CubeError(f"cannot plan the load of {len(items)} items onto the AOI grid: {exc}") from exc
+
+
+def to_cube(raw: xr.Dataset, sensor: SensorOptions, scaling: dict[str, Scaling], aoi_mask: np.ndarray) -> xr.Dataset:
+    """Turn a DN dataset into the cube layout (lazy).
+
+    ``reflectance`` (time, band, y, x) float32 = DN * scale + offset, NaN where DN == nodata;
+    ``qa`` (time, y, x) uint16; ``valid`` (time, y, x) bool = QA says clear, all bands finite,
+    inside the AOI polygon; ``valid_fraction`` (time,) share of valid AOI pixels.
+    """
+    layers = []
+    for band, key in sensor.bands.items():
+        s = scaling[band]
+        dn = raw[key]
+        refl = dn.astype("float32") * np.float32(s.scale) + np.float32(s.offset)
+        if s.nodata is not None:
+            refl = refl.where(dn != s.nodata)
+        layers.append(refl.assign_coords(band=band))
+    reflectance = xr.concat(layers, dim="band", coords="minimal", compat="override", join="override")
+    reflectance = reflectance.transpose("time", "band", "y", "x").astype("float32")
+    qa_raw = raw[sensor.qa.asset]
+    qa = qa_raw.fillna(0).astype("uint16") if qa_raw.dtype.kind == "f" else qa_raw.astype("uint16")
+    invalid = invalid_mask(qa, decode=sensor.qa.decode, bits=sensor.qa.invalid_bits,
+                           values=sensor.qa.invalid_values, nodata=sensor.qa.nodata)
+    inside = xr.DataArray(aoi_mask, dims=("y", "x"), coords={"y": raw.y, "x": raw.x})
+    valid = (~invalid) & reflectance.notnull().all("band") & inside
+    n_inside = max(int(aoi_mask.sum()), 1)
+    fraction = (valid.sum(("y", "x")) / n_inside).astype("float32")
+    ds = xr.Dataset({"reflectance": reflectance, "qa": qa, "valid": valid, "valid_fraction": fraction})
+    ds["aoi_mask"] = inside
+    ds = ds.drop_vars([c for c in ("spatial_ref",) if c in ds.coords])
+    return ds
+
+
+def build_cube(items: list[pystac.Item], aoi: Aoi, sensor: SensorOptions, options: CubeOptions, *,
+               signing: Literal["none", "planetary_computer"] = "none") -> tuple[xr.Dataset, list[str]]:
+    """Lazy cube of ``items`` over ``aoi``; returns it and the list of skipped items (with reasons)."""
+    items, skipped = check_items(items, sensor, on_error=options.on_error)
+    scaling = resolve_scaling(items, sensor)
+    geobox = aoi_geobox(aoi, options.resolution, anchor=options.anchor)
+    raw = load_raw(items, geobox, sensor, scaling, options, signing=signing)
+    cube = to_cube(raw, sensor, scaling, aoi_pixels(aoi, geobox))
+    by_day: dict[dt.date, list[str]] = {}
+    for item in items:
+        by_day.setdefault(solar_day(item), []).append(item.id)
+    t = geobox.transform
+    cube.attrs.update(
+        crs=str(geobox.crs),
+        transform=[t.a, t.b, t.c, t.d, t.e, t.f],
+        aoi=aoi.name,
+        resolution=options.resolution,
+        groupby=options.groupby,
+        scaling={b: [s.scale, s.offset, s.nodata] for b, s in scaling.items()},
+        qa_decoding={"asset": sensor.qa.asset, "decode": sensor.qa.decode,
+                     "invalid_bits": list(sensor.qa.invalid_bits),
+                     "invalid_values": list(sensor.qa.invalid_values)},
+    )
+    cube.attrs["items_by_day"] = {d.isoformat(): ids for d, ids in sorted(by_day.items())}
+    return cube, skipped

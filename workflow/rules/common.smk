@@ -1,0 +1,41 @@
+# Helpers shared by the rule files: config validation and the values rules pass to the stages.
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from pipeline.config import check_config
+from pipeline.search import is_local_catalog
+
+
+# Clear messages naming the key and the allowed values, then Snakemake's own validation
+# against the same schema (which also fills in the defaults).
+check_config(config)
+validate(config, "../schemas/config.schema.yaml")
+
+AOIS = sorted(config["aois"])
+
+
+wildcard_constraints:
+    aoi="|".join(AOIS),
+
+
+def section_json(name):
+    """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""
+    return json.dumps(config[name], sort_keys=True)
+
+
+def aoi_json(wildcards):
+    """The config entry of the AOI of this job, as JSON."""
+    return json.dumps(config["aois"][wildcards.aoi], sort_keys=True)
+
+
+def catalog_input(wildcards):
+    """The local catalog folder as an input (so the demo is generated first), none for an API."""
+    url = config["catalog"]["url"]
+    return {"catalog": url} if is_local_catalog(url) else {}
+
+
+def maps_targets():
+    """What `maps` builds for every AOI (grows with the stages that exist)."""
+    return expand("results/{aoi}/cube.zarr", aoi=AOIS)

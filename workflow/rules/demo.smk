@@ -1,0 +1,19 @@
+# The embedded offline demo: a synthetic Landsat 8/9 C2 L2 catalog (COGs + STAC items + labels).
+
+
+rule generate_demo:
+    output:
+        catalog=directory("resources/demo/catalog"),
+    params:
+        options=section_json("demo"),
+    log:
+        "logs/generate_demo.log",
+    benchmark:
+        "benchmarks/generate_demo.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/demo.yaml"
+    shell:
+        "python -m pipeline.demo --out {output.catalog} --options {params.options:q} > {log} 2>&1"
