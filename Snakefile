@@ -10,6 +10,12 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    aoi="|".join(AOIS),
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/cube.smk"

@@ -24,12 +24,13 @@ EXIT_USER_ERROR = 2
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr with timestamps; ``verbose`` switches to DEBUG."""
     level = logging.DEBUG if verbose or os.environ.get("PIPELINE_DEBUG") else logging.INFO
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(getattr(h, "_pipeline", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._pipeline = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
     for noisy in ("urllib3", "rasterio", "fiona", "distributed", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -72,3 +72,57 @@ def range_server() -> Iterator[Callable[[Path], RangeServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+SCENE = "LC08_L2SP_005009_20150710_20200908_02_T2"
+BAND_FILES = {"coastal": "SR_B1", "blue": "SR_B2", "green": "SR_B3", "red": "SR_B4",
+              "nir08": "SR_B5", "swir16": "SR_B6", "swir22": "SR_B7", "qa_pixel": "QA_PIXEL"}
+
+
+def write_scene_catalog(shared: Path, server_url: str, dest: Path, *, n_items: int = 2,
+                        cloud_cover: list[float] | None = None) -> list[dict]:
+    """A catalog folder of real Planetary Computer items (collection landsat-c2-l2) whose asset
+    hrefs and projection are rewritten to the real scene served at ``server_url``."""
+    import copy
+    import json
+
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    responses = shared / "data" / "stac-responses"
+    collection = json.loads((responses / "planetary-computer-landsat-c2-l2-collection.json").read_text())
+    page = json.loads((responses / "planetary-computer-landsat-c2-l2-items.json").read_text())
+    scene_dir = shared / "data" / "landsat-c2l2-scene"
+    with rasterio.open(scene_dir / f"{SCENE}_SR_B4.TIF") as src:
+        transform, shape, bounds, crs = src.transform, src.shape, src.bounds, src.crs
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
+    (dest / "items").mkdir(parents=True)
+    (dest / "collection.json").write_text(json.dumps(collection))
+    items = []
+    for i, feature in enumerate(page["features"][:n_items]):
+        item = copy.deepcopy(feature)
+        for key, suffix in BAND_FILES.items():
+            item["assets"][key]["href"] = f"{server_url}/{SCENE}_{suffix}.TIF"
+        item["properties"].update({
+            "proj:epsg": 32624, "proj:shape": list(shape), "proj:transform": list(transform)[:6],
+            "eo:cloud_cover": (cloud_cover or [10.0] * n_items)[i],
+            "datetime": f"2025-07-{10 + i:02d}T13:20:00Z",
+        })
+        item["bbox"] = [w, s, e, n]
+        item["geometry"] = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+        (dest / "items" / f"{item['id']}.json").write_text(json.dumps(item))
+        items.append(item)
+    return items
+
+
+@pytest.fixture
+def real_scene_catalog(shared_dir: Path, range_server):
+    """Factory: ``real_scene_catalog(dest, root=None, **kw) -> (dest, items, server)``; ``root``
+    is the folder served over HTTP (default: the real scene in ../shared)."""
+
+    def make(dest: Path, root: Path | None = None, **kw):
+        server = range_server(root or shared_dir / "data" / "landsat-c2l2-scene")
+        items = write_scene_catalog(shared_dir, server.url, dest, **kw)
+        return dest, items, server
+
+    return make

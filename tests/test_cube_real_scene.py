@@ -3,7 +3,6 @@ items, whose assets point at a real Landsat 8 C2 L2 scene served over HTTP with 
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -11,52 +10,20 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from rasterio.warp import transform_bounds
 
 from pipeline import cube as cube_stage
 from pipeline import search as search_stage
 from pipeline.raster.qa import bit_mask
 
-SCENE = "LC08_L2SP_005009_20150710_20200908_02_T2"
-BAND_FILES = {"coastal": "SR_B1", "blue": "SR_B2", "green": "SR_B3", "red": "SR_B4",
-              "nir08": "SR_B5", "swir16": "SR_B6", "swir22": "SR_B7", "qa_pixel": "QA_PIXEL"}
+from conftest import SCENE
+
 AOI = {"bbox": [-39.6, 72.0, -38.4, 72.5], "start": "2025-07-01", "end": "2025-07-31", "crs": "EPSG:32624"}
 CUBE = {"resolution": 600, "anchor": "edge", "chunk": 128}
 
 
-def make_catalog(shared: Path, server_url: str, dest: Path, n_items: int = 2) -> list[dict]:
-    """Real PC items (collection landsat-c2-l2) with hrefs/projection rewritten to the local scene."""
-    responses = shared / "data" / "stac-responses"
-    collection = json.loads((responses / "planetary-computer-landsat-c2-l2-collection.json").read_text())
-    page = json.loads((responses / "planetary-computer-landsat-c2-l2-items.json").read_text())
-    scene_dir = shared / "data" / "landsat-c2l2-scene"
-    with rasterio.open(scene_dir / f"{SCENE}_SR_B4.TIF") as src:
-        transform, shape, bounds, crs = src.transform, src.shape, src.bounds, src.crs
-    lonlat = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
-    (dest / "items").mkdir(parents=True)
-    (dest / "collection.json").write_text(json.dumps(collection))
-    items = []
-    for feature in page["features"][:n_items]:
-        item = copy.deepcopy(feature)
-        for key, suffix in BAND_FILES.items():
-            item["assets"][key]["href"] = f"{server_url}/{SCENE}_{suffix}.TIF"
-        item["properties"].update({"proj:epsg": 32624, "proj:shape": list(shape),
-                                   "proj:transform": list(transform)[:6], "eo:cloud_cover": 10.0})
-        item["bbox"] = list(lonlat)
-        w, s, e, n = lonlat
-        item["geometry"] = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-        item["properties"]["datetime"] = item["properties"]["datetime"].replace("2025-07-22", f"2025-07-{10 + len(items):02d}")
-        (dest / "items" / f"{item['id']}.json").write_text(json.dumps(item))
-        items.append(item)
-    return items
-
-
 @pytest.fixture
-def scene_catalog(shared_dir: Path, range_server, tmp_path: Path):
-    server = range_server(shared_dir / "data" / "landsat-c2l2-scene")
-    catalog = tmp_path / "catalog"
-    items = make_catalog(shared_dir, server.url, catalog)
-    return catalog, items, server
+def scene_catalog(real_scene_catalog, tmp_path: Path):
+    return real_scene_catalog(tmp_path / "catalog")
 
 
 def run_search_and_cube(catalog: Path, tmp_path: Path, cube_opts: dict | None = None) -> tuple[xr.Dataset, Path]:

@@ -69,7 +69,7 @@ def item_from_rasters(item_id: str, when: dt.datetime, assets: Mapping[str, str 
         band: dict[str, Any] = {"data_type": meta["dtype"]}
         if nd is not None:
             band["nodata"] = nd
-        item.add_asset(key, pystac.Asset(href=str(path), media_type=COG_TYPE, roles=["data"],
+        item.add_asset(key, pystac.Asset(href=path.as_uri(), media_type=COG_TYPE, roles=["data"],
                                          extra_fields={"raster:bands": [band]}))
     return item
 

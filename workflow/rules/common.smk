@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: config validation and the values rules pass to the stages.
+# Helpers shared by the stage files (config validation, values passed to the stages).
 import json
 from pathlib import Path
 
@@ -14,11 +14,6 @@ check_config(config)
 validate(config, "../schemas/config.schema.yaml")
 
 AOIS = sorted(config["aois"])
-
-
-wildcard_constraints:
-    aoi="|".join(AOIS),
-
 
 def section_json(name):
     """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""

@@ -3,7 +3,7 @@
 
 rule build_cube:
     input:
-        items="results/{aoi}/items.json",
+        frozen="results/{aoi}/items.json",
     output:
         cube=directory("results/{aoi}/cube.zarr"),
     params:
@@ -21,6 +21,6 @@ rule build_cube:
     conda:
         "../../envs/cube.yaml"
     shell:
-        "python -m pipeline.cube --items {input.items} --name {wildcards.aoi} --aoi {params.aoi:q}"
+        "python -m pipeline.cube --items {input.frozen} --name {wildcards.aoi} --aoi {params.aoi:q}"
         " --options {params.cube:q} --sensor {params.sensor:q} --catalog {params.catalog:q}"
         " --out {output.cube} --threads {threads} > {log} 2>&1"

@@ -5,7 +5,7 @@ rule search_stac:
     input:
         unpack(catalog_input),
     output:
-        items="results/{aoi}/items.json",
+        frozen="results/{aoi}/items.json",
     params:
         aoi=aoi_json,
         catalog=section_json("catalog"),
@@ -18,4 +18,4 @@ rule search_stac:
         "../../envs/search.yaml"
     shell:
         "python -m pipeline.search --name {wildcards.aoi} --aoi {params.aoi:q}"
-        " --options {params.catalog:q} --out {output.items} > {log} 2>&1"
+        " --options {params.catalog:q} --out {output.frozen} > {log} 2>&1"
