@@ -1,0 +1,275 @@
+"""Build the labels of a cube: read label rasters or vectors, match dates, apply scarcity.
+
+The result is the ``labels.zarr`` dataset: ``labels`` dims (time, y, x) uint8 class ids of
+the class table, 0 = unlabelled (ignored), on the cube's grid and time coordinate. Labels of
+a date that matches no cube date are dropped, logged and listed in the attrs
+(``unmatched_label_dates``). Static vector labels (no date) apply to every cube date; dated
+labels overwrite them where both label a pixel. Cloud/shadow pixels of the cube are *not*
+masked: cloud and shadow may be classes of the table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from rasterio.crs import CRS
+
+from pipeline.errors import ConfigError, LabelError
+from pipeline.reference.classes import ClassTable
+from pipeline.reference.dates import date_from_name, match_dates, parse_day
+from pipeline.reference.options import LabelOptions
+from pipeline.reference.rasterize import (
+    CubeGrid,
+    check_class_ids,
+    check_vector_overlap,
+    grid_from_store,
+    raster_to_grid,
+    rasterize_features,
+)
+from pipeline.reference.scarcity import apply_scarcity
+
+log = logging.getLogger(__name__)
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class LabelLayers:
+    """Labels on the cube grid before date matching: ``dated`` (day, (y, x) uint8) pairs and
+    ``static`` ((y, x) uint8 applying to every date, or None)."""
+
+    dated: list[tuple[np.datetime64, np.ndarray]]
+    static: np.ndarray | None
+
+
+def resolve_format(source: Path, fmt: str) -> str:
+    """``"raster"`` or ``"vector"`` for ``source`` given the ``format`` option."""
+    if fmt != "auto":
+        return fmt
+    if source.is_dir() or source.suffix.lower() in RASTER_SUFFIXES:
+        return "raster"
+    return "vector"
+
+
+def list_label_rasters(
+    source: str | os.PathLike[str], *, dates: dict[str, str] | None = None
+) -> list[tuple[np.datetime64, Path]]:
+    """Label rasters under ``source`` (a folder of GeoTIFFs or one GeoTIFF) with their days.
+
+    A file's day comes from ``dates[file name]`` when given, else from its name. Sorted by
+    day. Raises :class:`LabelError` when there is no raster, a ``dates`` entry names no file,
+    or two rasters share a day.
+    """
+    src = Path(source)
+    dates = dates or {}
+    files = (
+        sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        if src.is_dir()
+        else [src]
+    )
+    if not files:
+        raise LabelError(f"label folder {src} holds no GeoTIFF (*.tif, *.tiff); check labels.source")
+    missing = sorted(set(dates) - {p.name for p in files})
+    if missing:
+        raise LabelError(f"labels option 'dates' names files {missing} that are not in {src}")
+    out: list[tuple[np.datetime64, Path]] = []
+    for p in files:
+        day = parse_day(dates[p.name], what=f"date of {p.name}") if p.name in dates else date_from_name(p.name)
+        out.append((day, p))
+    out.sort(key=lambda dp: dp[0])
+    for (d0, p0), (d1, p1) in zip(out, out[1:]):
+        if d0 == d1:
+            raise LabelError(f"label rasters {p0.name} and {p1.name} share the date {d0}; merge them into one")
+    return out
+
+
+def read_raster_layers(
+    source: str | os.PathLike[str], grid: CubeGrid, table: ClassTable, *, dates: dict[str, str] | None = None
+) -> LabelLayers:
+    """Every label raster of ``source`` reprojected onto ``grid`` (see :func:`raster_to_grid`)."""
+    return LabelLayers(
+        dated=[(day, raster_to_grid(p, grid, table)) for day, p in list_label_rasters(source, dates=dates)],
+        static=None,
+    )
+
+
+def _class_ids(values: pd.Series, table: ClassTable, what: str) -> np.ndarray:
+    """Class ids (int64) from a vector attribute holding ids or class names."""
+    if values.isna().any():
+        raise LabelError(f"{what}: {int(values.isna().sum())} feature(s) have no class; fill or drop them")
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        arr = values.to_numpy(dtype=np.float64)
+        if np.any(arr != np.round(arr)):
+            raise LabelError(f"{what} holds non-integer class ids; use integer ids or class names")
+        ids = arr.astype(np.int64)
+    else:
+        text = values.astype(str).str.strip()
+        by_name = {n: i for i, n in zip(table.ids(), table.names())}
+        if text.str.fullmatch(r"\d+").all():
+            ids = text.astype(np.int64).to_numpy()
+        else:
+            unknown = sorted(set(text) - set(by_name))
+            if unknown:
+                raise LabelError(
+                    f"{what} holds class names {unknown[:10]} that are not in the class table "
+                    f"(names {table.names()}); fix the names or the classes config"
+                )
+            ids = text.map(by_name).to_numpy(dtype=np.int64)
+    check_class_ids(ids, table, what=what)
+    if np.any(ids == 0):
+        raise LabelError(f"{what} holds class 0 (reserved for unlabelled); drop those features")
+    return ids
+
+
+def read_vector_layers(
+    source: str | os.PathLike[str],
+    grid: CubeGrid,
+    table: ClassTable,
+    *,
+    class_field: str,
+    date_field: str | None,
+) -> LabelLayers:
+    """Rasterize the label features of a vector file onto ``grid``, one layer per date.
+
+    ``class_field`` holds class ids or names; ``date_field`` the date (None, or an empty
+    value, = static). Features in any CRS are reprojected to the grid CRS.
+    """
+    import geopandas as gpd
+
+    path = Path(source)
+    what = f"label vectors {path.name}"
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise several types
+        raise LabelError(f"cannot read {what} ({exc}); give a GeoPackage, GeoJSON or Shapefile") from exc
+    if gdf.empty:
+        raise LabelError(f"{what} holds no feature; check labels.source")
+    if gdf.crs is None:
+        raise LabelError(f"{what} has no CRS; write the file with its CRS (e.g. EPSG:4326)")
+    columns = [c for c in gdf.columns if c != gdf.geometry.name]
+    if class_field not in gdf.columns:
+        raise LabelError(
+            f"{what} has no attribute {class_field!r} (attributes {columns}); set labels.class_field"
+        )
+    if date_field is not None and date_field not in gdf.columns:
+        raise LabelError(
+            f"{what} has no attribute {date_field!r} (attributes {columns}); set labels.date_field, "
+            "or set it to null for labels that apply to every date"
+        )
+    ids = _class_ids(gdf[class_field], table, what)
+    check_vector_overlap(tuple(gdf.total_bounds), CRS.from_user_input(gdf.crs), grid, what)
+    geoms = gdf.geometry.to_crs(grid.crs)
+
+    if date_field is None:
+        days = np.full(len(gdf), np.datetime64("NaT", "D"))
+    else:
+        raw = gdf[date_field]
+        days = np.full(len(gdf), np.datetime64("NaT", "D"))
+        for value in pd.unique(raw[raw.notna()]):
+            mask = (raw == value).to_numpy()
+            days[mask] = parse_day(value, what=f"{what} {date_field!r} value")
+    static_mask = np.isnat(days)
+    static = None
+    if static_mask.any():
+        static = rasterize_features(geoms[static_mask], ids[static_mask], grid)
+        log.info("%s: %d static feature(s) apply to every date", what, int(static_mask.sum()))
+    dated = [
+        (day, rasterize_features(geoms[days == day], ids[days == day], grid))
+        for day in np.unique(days[~static_mask])
+    ]
+    return LabelLayers(dated=dated, static=static)
+
+
+def stack_on_cube_dates(
+    layers: LabelLayers, grid: CubeGrid, *, tolerance_days: int
+) -> tuple[np.ndarray, list[str]]:
+    """Place the layers on the cube's time axis.
+
+    Returns labels dims (time, y, x) uint8 (0 = unlabelled) and the unmatched label days
+    (ISO strings). Raises :class:`LabelError` when layers exist but none matches a cube date.
+    """
+    t = grid.times.size
+    labels = np.zeros((t, *grid.shape), dtype=np.uint8)
+    if layers.static is not None:
+        labels[:] = layers.static
+    match = match_dates([d for d, _ in layers.dated], grid.times, tolerance_days=tolerance_days)
+    for (day, layer), ti in zip(layers.dated, match.cube_index):
+        if ti >= 0:
+            np.copyto(labels[ti], layer, where=layer != 0)
+    if layers.dated and layers.static is None and all(i < 0 for i in match.cube_index):
+        cube_days = grid.times.astype("datetime64[D]")
+        first, last = (str(cube_days.min()), str(cube_days.max())) if t else ("-", "-")
+        raise LabelError(
+            f"none of the {len(layers.dated)} label date(s) ({', '.join(match.unmatched[:5])}"
+            f"{', ...' if len(match.unmatched) > 5 else ''}) matches a cube date ({t} dates, "
+            f"{first} .. {last}) within {tolerance_days} day(s); raise labels.date_tolerance_days "
+            "or use labels of the cube's dates"
+        )
+    return labels, list(match.unmatched)
+
+
+def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> xr.Dataset:
+    """The ``labels.zarr`` dataset of ``cube`` (a pipeline cube store, opened lazily).
+
+    Returns a Dataset with ``labels`` dims (time, y, x) uint8 (0 = unlabelled) on the cube's
+    ``time``/``y``/``x`` coordinates, attrs ``crs``/``transform`` copied from the cube plus
+    ``classes`` (the class table), ``label_source``, ``label_format``,
+    ``unmatched_label_dates``, ``labelled_dates`` (kept cube dates holding labels, ISO days),
+    ``n_labelled_dates_before_scarcity`` and ``options``.
+    """
+    grid = grid_from_store(cube)
+    source = Path(options.source)
+    if not source.exists():
+        raise LabelError(f"labels source {source} does not exist; set labels.source to a label folder or file")
+    fmt = resolve_format(source, options.format)
+    if fmt == "raster":
+        if source.is_file() and source.suffix.lower() not in RASTER_SUFFIXES:
+            raise ConfigError(f"labels format 'raster' needs GeoTIFFs, got {source.name}; set labels.format")
+        layers = read_raster_layers(source, grid, table, dates=dict(options.dates))
+    else:
+        if source.is_dir():
+            raise ConfigError(f"labels format 'vector' needs a vector file, got the folder {source}")
+        layers = read_vector_layers(
+            source, grid, table, class_field=options.class_field, date_field=options.date_field
+        )
+    labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days)
+    n_before = int(np.count_nonzero(labels.reshape(labels.shape[0], -1).any(axis=1)))
+    labels, kept = apply_scarcity(
+        labels,
+        date_fraction=options.date_fraction,
+        date_removal=options.date_removal,
+        pixel_fraction=options.pixel_fraction,
+        points_per_class=options.points_per_class,
+        seed=options.seed,
+    )
+    counts = np.bincount(labels.reshape(-1), minlength=256)
+    log.info(
+        "labels: %d dates kept of %d labelled; pixels per class %s",
+        kept.size, n_before, {n: int(counts[i]) for i, n in zip(table.ids(), table.names())},
+    )
+    cube_days = grid.times.astype("datetime64[D]")
+    attrs = {
+        "crs": cube.attrs["crs"],
+        "transform": [float(v) for v in list(cube.attrs["transform"])[:6]],
+        "classes": table.to_config(),
+        "label_source": str(source),
+        "label_format": fmt,
+        "unmatched_label_dates": unmatched,
+        "labelled_dates": [str(cube_days[i]) for i in kept],
+        "n_labelled_dates_before_scarcity": n_before,
+        "options": options.to_dict(),
+    }
+    da = xr.DataArray(
+        labels,
+        dims=("time", "y", "x"),
+        coords={"time": cube["time"].values, "y": cube["y"].values, "x": cube["x"].values},
+        name="labels",
+        attrs={"long_name": "reference class id", "nodata": 0, "flag_meaning": "0 = unlabelled"},
+    )
+    return xr.Dataset({"labels": da}, attrs=attrs)

@@ -1,0 +1,151 @@
+"""Options of the labels stage (the config's ``labels`` section, ``--options '<json>'``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from pipeline.errors import ConfigError
+
+LabelFormat = Literal["auto", "raster", "vector"]
+_FORMATS = ("auto", "raster", "vector")
+_REMOVALS = ("chronological", "random")
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How to read the reference labels and how scarce to make them.
+
+    source
+        Label rasters: a folder of GeoTIFFs (``*.tif``/``*.tiff``, one per date, the date in
+        the file name as ``YYYY-MM-DD`` or ``YYYYMMDD``) or one GeoTIFF. Label vectors: one
+        GeoPackage / GeoJSON / Shapefile (any CRS). Relative paths are relative to the
+        working directory. Required.
+    format
+        ``"raster"``, ``"vector"`` or ``"auto"`` (default: a folder or ``.tif``/``.tiff`` is
+        raster, anything else vector).
+    class_field
+        Vector attribute holding the class id (integer) or the class name (default ``"class"``).
+    date_field
+        Vector attribute holding the label date (default ``"date"``). ``null`` = the labels
+        have no date and apply to every cube date (static labels); features whose date is
+        empty are static too. Dated labels overwrite static ones where both label a pixel.
+    dates
+        Optional ``{file name: "YYYY-MM-DD"}`` for label rasters whose names hold no date or
+        several (default none).
+    date_tolerance_days
+        A label matches the nearest cube date at most this many days away (default 0 = the
+        same calendar day). Labels matching no cube date are logged and listed in the store's
+        attrs ``unmatched_label_dates``.
+    date_fraction
+        Share of the labelled dates kept, rounded down as in the paper (default 1.0; the
+        paper's experiments use 1.0 / 0.5 / 0.2 / 0.1).
+    date_removal
+        ``"chronological"`` (default: the earliest dates are removed, the most recent kept,
+        as in the paper) or ``"random"`` (seeded).
+    pixel_fraction
+        Share of the labelled pixels kept per date and class, at least one each (default 1.0).
+    points_per_class
+        Instead of ``pixel_fraction``: at most this many labelled pixels per date and class
+        (default none).
+    seed
+        Seed of the random choices (default 0).
+    """
+
+    source: str
+    format: LabelFormat = "auto"
+    class_field: str = "class"
+    date_field: str | None = "date"
+    dates: Mapping[str, str] = field(default_factory=dict)
+    date_tolerance_days: int = 0
+    date_fraction: float = 1.0
+    date_removal: Literal["chronological", "random"] = "chronological"
+    pixel_fraction: float = 1.0
+    points_per_class: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> LabelOptions:
+        """Validate ``raw`` (the JSON object) into options; :class:`ConfigError` when invalid."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"labels options must be a JSON object, got {type(raw).__name__}")
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown labels option(s) {unknown}; allowed keys: {allowed}")
+        if "source" not in raw:
+            raise ConfigError("labels option 'source' is required: a folder of label GeoTIFFs or a vector file")
+        opts = dict(raw)
+        _expect_str(opts, "source", allow_empty=False)
+        _expect_choice(opts, "format", _FORMATS)
+        _expect_str(opts, "class_field", allow_empty=False)
+        if opts.get("date_field") is not None:
+            _expect_str(opts, "date_field", allow_empty=False)
+        if "dates" in opts:
+            d = opts["dates"]
+            ok = isinstance(d, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in d.items())
+            if not ok:
+                raise ConfigError(
+                    f"labels option 'dates' must map file names to 'YYYY-MM-DD' strings, got {d!r}"
+                )
+            opts["dates"] = dict(d)
+        _expect_int(opts, "date_tolerance_days", minimum=0)
+        _expect_fraction(opts, "date_fraction")
+        _expect_choice(opts, "date_removal", _REMOVALS)
+        _expect_fraction(opts, "pixel_fraction")
+        if opts.get("points_per_class") is not None:
+            _expect_int(opts, "points_per_class", minimum=1)
+        _expect_int(opts, "seed", minimum=None)
+        if opts.get("points_per_class") is not None and float(opts.get("pixel_fraction", 1.0)) < 1.0:
+            raise ConfigError(
+                "labels options 'pixel_fraction' < 1 and 'points_per_class' exclude each other; set one"
+            )
+        if "date_fraction" in opts:
+            opts["date_fraction"] = float(opts["date_fraction"])
+        if "pixel_fraction" in opts:
+            opts["pixel_fraction"] = float(opts["pixel_fraction"])
+        return cls(**opts)
+
+    @classmethod
+    def from_json(cls, text: str) -> LabelOptions:
+        """Parse the stage's ``--options`` JSON text."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"labels --options is not valid JSON ({exc}); pass one JSON object") from exc
+        return cls.from_mapping(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a JSON-serialisable dict."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["dates"] = dict(self.dates)
+        return out
+
+
+def _expect_str(opts: dict[str, Any], key: str, *, allow_empty: bool) -> None:
+    if key in opts and (not isinstance(opts[key], str) or (not allow_empty and not opts[key].strip())):
+        raise ConfigError(f"labels option {key!r} must be a non-empty string, got {opts[key]!r}")
+
+
+def _expect_choice(opts: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    if key in opts and opts[key] not in allowed:
+        raise ConfigError(f"labels option {key!r} is {opts[key]!r}; allowed values: {list(allowed)}")
+
+
+def _expect_int(opts: dict[str, Any], key: str, *, minimum: int | None) -> None:
+    if key not in opts:
+        return
+    v = opts[key]
+    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+        bound = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise ConfigError(f"labels option {key!r} must be {bound}, got {v!r}")
+
+
+def _expect_fraction(opts: dict[str, Any], key: str) -> None:
+    if key not in opts:
+        return
+    v = opts[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+        raise ConfigError(f"labels option {key!r} must be a number in (0, 1], got {v!r}")
