@@ -117,3 +117,16 @@ def test_snakemake_validation_uses_the_same_schema(tmp_path: Path) -> None:
     bad["catalog"]["max_clouds"] = 1
     with pytest.raises(Exception, match="max_clouds"):
         validate(bad, str(schema))
+
+
+def test_demo_schema_defaults_match_the_generator() -> None:
+    import dataclasses
+
+    from pipeline.synthetic import DemoSpec
+
+    props = load_schema()["properties"]["demo"]["properties"]
+    fields = {f.name: f.default for f in dataclasses.fields(DemoSpec)}
+    assert set(props) == set(fields)
+    for name, default in fields.items():
+        expected = list(default) if isinstance(default, tuple) else default
+        assert props[name]["default"] == expected, name

@@ -17,12 +17,12 @@ AOIS = sorted(config["aois"])
 
 def section_json(name):
     """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""
-    return json.dumps(config[name], sort_keys=True)
+    return json.dumps(config[name])
 
 
 def aoi_json(wildcards):
     """The config entry of the AOI of this job, as JSON."""
-    return json.dumps(config["aois"][wildcards.aoi], sort_keys=True)
+    return json.dumps(config["aois"][wildcards.aoi])
 
 
 def catalog_input(wildcards):
