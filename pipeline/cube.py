@@ -12,15 +12,14 @@ raise``) or is dropped and recorded in the store's ``skipped`` attribute (``on_e
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dask
-import numpy as np
 import pystac
 import xarray as xr
 import zarr
@@ -67,21 +66,31 @@ def dask_scheduler(threads: int) -> Iterator[None]:
             yield
 
 
-def _time_labels(cube: xr.Dataset) -> list[str]:
-    by_day: dict[str, list[str]] = cube.attrs.get("items_by_day", {})
-    lon_shift = 0.0
-    out = []
-    for t in cube.time.values:
-        when = np.datetime64(t, "s").astype(dt.datetime)
-        day = (when + dt.timedelta(hours=lon_shift)).date().isoformat()
-        ids = by_day.get(day) or by_day.get((when.date()).isoformat()) or []
-        out.append(",".join(ids))
-    return out
+BATCH_BYTES = 256 * 2**20
+
+
+def dates_per_batch(cube: xr.Dataset) -> int:
+    """Dates written per ``to_zarr`` call: about :data:`BATCH_BYTES` of float32 reflectance.
+
+    Batching amortises dask's per-graph overhead on small AOIs; large scenes go one date at a
+    time. Memory stays bounded either way, because dask streams chunk by chunk into the store.
+    """
+    per_date = cube.sizes["band"] * cube.sizes["y"] * cube.sizes["x"] * 4
+    return int(min(max(BATCH_BYTES // max(per_date, 1), 1), 64))
+
+
+def _write_dates(cube: xr.Dataset, store: Path, dates: range) -> Exception | None:
+    """Write the ``dates`` (consecutive indices) of ``cube`` into ``store``; return the read error if any."""
+    part = cube.isel(time=slice(dates.start, dates.stop)).drop_vars(["x", "y", "band"], errors="ignore")
+    try:
+        part.to_zarr(store, region={"time": slice(dates.start, dates.stop)}, consolidated=False)
+    except Exception as exc:  # noqa: BLE001 - GDAL/rasterio/odc read errors of any type
+        return exc
+    return None
 
 
 def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction: float) -> list[str]:
-    """Write ``cube`` date by date to ``out`` atomically; return the dates/items left out (with reasons)."""
-    cube = cube.assign_coords(item_ids=("time", _time_labels(cube)))
+    """Write ``cube`` (batches of dates) to ``out`` atomically; return the dates left out, with reasons."""
     encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
                 for v in ("reflectance", "qa", "valid")}
     skipped: list[str] = []
@@ -89,23 +98,30 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
     with atomic_path(out) as tmp:
         cube.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
         timed = [v for v in cube.data_vars if "time" in cube[v].dims] + ["item_ids"]
-        for i in tqdm(range(cube.sizes["time"]), desc="cube dates", unit="date", disable=None):
-            date = str(cube.time.values[i])[:10]
-            ids = str(cube.item_ids.values[i])
-            part = cube[timed].isel(time=slice(i, i + 1)).drop_vars(["x", "y", "band"], errors="ignore")
-            try:
-                part.to_zarr(tmp, region={"time": slice(i, i + 1)}, consolidated=False)
-            except Exception as exc:  # noqa: BLE001 - GDAL/rasterio/odc read errors of any type
-                reason = f"{date} ({ids}): {type(exc).__name__}: {str(exc)[:300]}"
-                if on_error == "raise":
-                    raise AssetReadError(
-                        f"cannot read the assets of {date} (items {ids}): {exc}; the file may be truncated, "
-                        f"corrupt or its server refuses range requests. Retry later, or set cube.on_error: "
-                        f"skip to leave such dates out (they are recorded in the cube's 'skipped' attribute)"
-                    ) from exc
-                log.warning("skipping unreadable date %s", reason)
-                skipped.append(reason)
-                failed.add(i)
+        n = cube.sizes["time"]
+        step = dates_per_batch(cube)
+        with tqdm(total=n, desc="cube dates", unit="date", disable=None) as bar:
+            for start in range(0, n, step):
+                batch = range(start, min(start + step, n))
+                if _write_dates(cube[timed], tmp, batch) is not None:
+                    # something in the batch failed: find the culprit(s) date by date
+                    for i in batch:
+                        exc = _write_dates(cube[timed], tmp, range(i, i + 1))
+                        if exc is None:
+                            continue
+                        date, ids = str(cube.time.values[i])[:10], str(cube.item_ids.values[i])
+                        if on_error == "raise":
+                            raise AssetReadError(
+                                f"cannot read the assets of {date} (items {ids}): {exc}; the file may be "
+                                f"truncated, corrupt or its server refuses range requests. Retry later, or set "
+                                f"cube.on_error: skip to leave such dates out (they are recorded in the cube's "
+                                f"'skipped' attribute)"
+                            ) from exc
+                        reason = f"{date} ({ids}): {type(exc).__name__}: {str(exc)[:300]}"
+                        log.warning("skipping unreadable date %s", reason)
+                        skipped.append(reason)
+                        failed.add(i)
+                bar.update(len(batch))
         fractions = xr.open_zarr(tmp, consolidated=False)["valid_fraction"].values
         low = [i for i, f in enumerate(fractions) if f < min_valid_fraction and i not in failed]
         for i in low:
@@ -122,8 +138,6 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
             stored.attrs.update(attrs)
             with atomic_path(tmp.with_name(tmp.name + ".kept")) as tmp2:
                 stored.to_zarr(tmp2, mode="w", consolidated=True)
-            import shutil
-
             shutil.rmtree(tmp)
             os.replace(tmp.with_name(tmp.name + ".kept"), tmp)
         else:

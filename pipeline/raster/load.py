@@ -170,6 +170,13 @@ def build_cube(items: list[pystac.Item], aoi: Aoi, sensor: SensorOptions, option
     by_day: dict[dt.date, list[str]] = {}
     for item in items:
         by_day.setdefault(solar_day(item), []).append(item.id)
+    lon = aoi.geometry.centroid.x
+    labels = []
+    for t in cube.time.values:
+        when = np.datetime64(t, "s").astype(dt.datetime)
+        day = (when + dt.timedelta(hours=lon / 15.0)).date() if options.groupby == "solar_day" else when.date()
+        labels.append(",".join(by_day.get(day, [])))
+    cube = cube.assign_coords(item_ids=("time", labels))
     t = geobox.transform
     cube.attrs.update(
         crs=str(geobox.crs),
