@@ -19,6 +19,7 @@ wildcard_constraints:
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/cube.smk"
+include: "workflow/rules/features.smk"
 
 
 rule all:

@@ -11,15 +11,12 @@ raise``) or is dropped and recorded in the store's ``skipped`` attribute (``on_e
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dask
 import pystac
 import xarray as xr
 import zarr
@@ -33,6 +30,7 @@ from pipeline.raster.gdal_env import configure_gdal
 from pipeline.raster.load import CubeOptions, build_cube
 from pipeline.raster import zarr_io  # noqa: F401 - zarr warning filters
 from pipeline.raster.sensors import SensorOptions
+from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.stac.search import CatalogOptions
 
@@ -49,21 +47,6 @@ def read_items(path: str | os.PathLike[str]) -> list[pystac.Item]:
     if not items:
         raise CubeError(f"{path} holds no item; rerun the search with wider dates or cloud limit")
     return items
-
-
-@contextlib.contextmanager
-def dask_scheduler(threads: int) -> Iterator[None]:
-    """Use the dask.distributed scheduler at ``$DASK_SCHEDULER_ADDRESS`` if set, else ``threads`` threads."""
-    address = os.environ.get("DASK_SCHEDULER_ADDRESS")
-    if address:
-        from distributed import Client
-
-        with Client(address) as client:
-            log.info("computing on dask scheduler %s (%s)", address, client.dashboard_link)
-            yield
-    else:
-        with dask.config.set(scheduler="threads", num_workers=max(threads, 1)):
-            yield
 
 
 BATCH_BYTES = 256 * 2**20

@@ -87,10 +87,11 @@ def test_snakemake_lint_is_clean() -> None:
 
 
 def test_dry_run_plans_the_demo(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "maps", "--directory", str(REPO)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "maps", "--snakefile", str(REPO / "Snakefile"),
+                           "--directory", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for rule in ("search_stac", "build_cube"):
+    for rule in ("generate_demo", "search_stac", "build_cube", "build_features"):
         assert rule in proc.stdout
 
 

@@ -47,6 +47,9 @@ def test_maps_builds_the_demo(demo_run: Path) -> None:
     assert 8 <= cube.sizes["time"] <= 10 and cube.sizes["band"] == 7
     assert 50 <= cube.sizes["y"] <= 64 and 50 <= cube.sizes["x"] <= 64
     assert (demo_run / "logs" / "build_cube" / "mini.log").is_file()
+    features = xr.open_zarr(demo_run / "results" / "mini" / "features.zarr")
+    assert features.sizes["channel"] == 64 + 7 and features.sizes["time"] == cube.sizes["time"]
+    assert features.attrs["features_stem"] == "gabor"
     assert not list((demo_run / "results").rglob(".tmp-*"))
 
 
@@ -62,5 +65,5 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
     proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "build_cube" in out
+    assert "build_cube" in out and "build_features" in out
     assert "search_stac" not in out and "generate_demo" not in out

@@ -33,4 +33,4 @@ def catalog_input(wildcards):
 
 def maps_targets():
     """What `maps` builds for every AOI (grows with the stages that exist)."""
-    return expand("results/{aoi}/cube.zarr", aoi=AOIS)
+    return expand("results/{aoi}/features.zarr", aoi=AOIS)

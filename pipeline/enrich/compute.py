@@ -1,0 +1,234 @@
+"""Paper eq. 1 on a cube: ``X_p = concat(upsample_bilinear(ResNet_conv1(PCA(X))), X)``.
+
+:func:`build_features` turns a ``cube.zarr`` dataset into the lazy ``features.zarr`` dataset
+(layouts in :mod:`pipeline.raster.zarr_io`). Chunks are (1 date, all bands, ``chunk``,
+``chunk``); each chunk is computed with a halo of :data:`pipeline.enrich.stem.HALO` pixels
+(``dask.array.overlap`` on a NaN-padded array, so pixels beyond the image are invalid and
+enter the stem as 0, the zero padding of the unchunked convolution), which makes the chunked
+result equal to the unchunked one at chunk seams and image borders. Memory is bounded by a
+few chunks per dask worker. The stem runs on CUDA when available (``device``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import torch
+import xarray as xr
+from zarr.codecs import BloscCodec
+
+from pipeline.enrich.options import DeviceChoice, FeatureOptions
+from pipeline.enrich.pca import PcaFit, fit_pca
+from pipeline.enrich.stem import HALO, stem_window
+from pipeline.enrich.weights import adapt_input_channels, load_stem_weights
+from pipeline.errors import ConfigError, FeatureError
+
+log = logging.getLogger(__name__)
+
+N_STEM = 64
+_TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+SCALING_DOC = (
+    "stem input z_j = ((x - pca_mean) . pca_components_j) / pca_std_j (mean 0, std 1 over "
+    "sampled valid pixels, the statistics of ImageNet-normalised inputs), no clipping; "
+    "PC1->R, PC2->G, PC3->B; invalid pixels z = 0"
+)
+UPSAMPLING_DOC = (
+    "torch F.interpolate bilinear align_corners=False from ceil(h/2) x ceil(w/2) stride-2 "
+    "samples (centred on even input pixels) to h x w: for even h the feature at pixel y is "
+    "the stem response at y - 0.5 px"
+)
+
+
+def resolve_device(choice: DeviceChoice) -> torch.device:
+    """``auto`` -> CUDA if ``torch.cuda.is_available()`` else CPU; ``cuda`` must exist."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "features option device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
+        )
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def build_features(cube: xr.Dataset, options: FeatureOptions) -> xr.Dataset:
+    """Lazy features of a cube (paper eq. 1); only the PCA sample is computed eagerly.
+
+    Args:
+        cube: ``cube.zarr`` dataset: ``reflectance`` (time, band, y, x) float32 unitless,
+            NaN = nodata; ``valid`` (time, y, x) bool; attrs ``crs``, ``transform``; y/x are
+            pixel centres in that CRS.
+        options: feature options.
+
+    Returns:
+        Dataset with ``features`` (time, channel, y, x) in ``options.dtype``: channels
+        ``stem_00``..``stem_63`` (stem responses, unitless) then the reflectance bands
+        (unitless, nodata NaN stored as 0); ``valid`` (time, y, x) bool = cube ``valid`` and
+        every band finite. Same time/y/x coords and grid attrs as the cube, plus attrs
+        documenting stem, PCA and scaling. Chunks (1, channel, chunk, chunk).
+
+    Raises:
+        FeatureError: the cube lacks variables/dims or has no valid pixel.
+        ConfigError: options incompatible with the cube (pca_components > bands, device).
+        WeightsError: stem weights missing, corrupt or of the wrong shape.
+    """
+    refl, valid = _check_cube(cube)
+    n_t, n_b, h, w = refl.shape
+    if options.pca_components > n_b:
+        raise ConfigError(
+            f"features option 'pca_components'={options.pca_components} exceeds the cube's "
+            f"{n_b} bands; use 1..{n_b}"
+        )
+    device = resolve_device(options.device)
+    stem = load_stem_weights(options.stem, stem_weights=options.stem_weights)
+    weight = adapt_input_channels(stem.weight, options.pca_components)
+    c = options.chunk
+    r = refl.data.rechunk((1, -1, c, c))
+    v = valid.data.astype(bool).rechunk((1, c, c))
+    ok = v & da.isfinite(r).all(axis=1)
+    fit = fit_pca(
+        r, ok, n_components=options.pca_components, mode=options.pca_mode,
+        sample=options.pca_sample, seed=options.seed,
+    )
+    feats = _stem_graph(r, ok, fit=fit, weight=weight, device=device, dtype=options.dtype)
+    channels = [f"stem_{i:02d}" for i in range(N_STEM)] + [str(b) for b in refl["band"].values]
+    coords: dict[str, Any] = {
+        name: coord for name, coord in cube.coords.items() if set(coord.dims) <= {"time", "y", "x"}
+    }
+    coords["channel"] = ("channel", np.array(channels, dtype=object))
+    ds = xr.Dataset(
+        {
+            "features": (("time", "channel", "y", "x"), feats),
+            "valid": (("time", "y", "x"), ok),
+        },
+        coords=coords,
+        attrs=dict(cube.attrs),
+    )
+    ds["features"].encoding = {
+        "compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)
+    }
+    ds.attrs.update(_attrs(options, stem.stem, stem.source, fit, device))
+    return ds
+
+
+def _check_cube(cube: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
+    for name, dims in (("reflectance", ("time", "band", "y", "x")), ("valid", ("time", "y", "x"))):
+        if name not in cube:
+            raise FeatureError(f"cube has no '{name}' variable; rebuild it with pipeline.cube")
+        if tuple(cube[name].dims) != dims:
+            raise FeatureError(
+                f"cube '{name}' has dims {cube[name].dims}, expected {dims}; rebuild the cube"
+            )
+    refl = cube["reflectance"]
+    if not np.issubdtype(refl.dtype, np.floating):
+        raise FeatureError(
+            f"cube reflectance is {refl.dtype}, expected float32 with NaN nodata; rebuild it"
+        )
+    if "crs" not in cube.attrs or "transform" not in cube.attrs:
+        raise FeatureError("cube carries no 'crs'/'transform' attrs; rebuild it")
+    if refl.shape[0] == 0 or refl.shape[2] == 0 or refl.shape[3] == 0:
+        raise FeatureError(f"cube reflectance is empty {refl.shape}; check the cube stage")
+    refl = refl.astype(np.float32)
+    if not isinstance(refl.data, da.Array):
+        refl = refl.chunk()
+    valid = cube["valid"]
+    if not isinstance(valid.data, da.Array):
+        valid = valid.chunk()
+    return refl, valid
+
+
+def _stem_graph(
+    r: da.Array, ok: da.Array, *, fit: PcaFit, weight: np.ndarray, device: torch.device,
+    dtype: str,
+) -> da.Array:
+    """(time, 64 + band, y, x) dask array of stem features + NaN-free reflectance."""
+    n_t, n_b, h, w = r.shape
+    pad = ((0, 0), (0, 0), (HALO, HALO), (HALO, HALO))
+    # NaN / False padding = outside the image = invalid -> z = 0 = zero padding of the conv
+    rp = da.pad(r, pad, mode="constant", constant_values=np.nan)
+    okp = da.pad(ok[:, None], pad, mode="constant", constant_values=False)
+    padded_chunks = (r.chunks[0], r.chunks[1], _grow(r.chunks[2]), _grow(r.chunks[3]))
+    depth = {0: 0, 1: 0, 2: HALO, 3: HALO}
+    bound = {i: "none" for i in range(4)}
+    rov = da.overlap.overlap(rp.rechunk(padded_chunks), depth=depth, boundary=bound)
+    okov = da.overlap.overlap(okp.rechunk(padded_chunks[:1] + ((1,),) + padded_chunks[2:]),
+                              depth=depth, boundary=bound)
+    expect = tuple(tuple(s + 2 * HALO for s in ch) for ch in r.chunks[2:])
+    if rov.chunks[2:] != expect:
+        raise FeatureError(f"dask rechunked the halo windows {rov.chunks[2:]}; this is a bug")
+    starts = tuple(tuple(int(s) for s in np.cumsum((0,) + ch)) for ch in r.chunks[2:])
+    projections = [fit.projection(t) for t in range(n_t)]
+    fn = functools.partial(
+        _features_block, projections=projections, weight=weight, starts=starts,
+        image_shape=(h, w), device=str(device), out_dtype=np.dtype(dtype),
+    )
+    return da.map_blocks(
+        fn, rov, okov, dtype=np.dtype(dtype),
+        chunks=(r.chunks[0], (N_STEM + n_b,), r.chunks[2], r.chunks[3]),
+        meta=np.empty((0, 0, 0, 0), dtype=dtype),
+    )
+
+
+def _grow(chunks: tuple[int, ...]) -> tuple[int, ...]:
+    out = list(chunks)
+    out[0] += HALO
+    out[-1] += HALO
+    return tuple(out)
+
+
+def _features_block(
+    refl: np.ndarray, ok: np.ndarray, *, projections: list[tuple[np.ndarray, np.ndarray]],
+    weight: np.ndarray, starts: tuple[tuple[int, ...], tuple[int, ...]],
+    image_shape: tuple[int, int], device: str, out_dtype: np.dtype,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """One window (1, band, wh, ww) + valid (1, 1, wh, ww) -> core (1, 64 + band, ch, cw)."""
+    assert block_info is not None
+    it, _, iy, ix = block_info[None]["chunk-location"]
+    y0, y1 = starts[0][iy], starts[0][iy + 1]
+    x0, x1 = starts[1][ix], starts[1][ix + 1]
+    scaled, mean = projections[it]
+    dev = torch.device(device)
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(refl[0], dtype=np.float32)).to(dev)
+        m = torch.from_numpy(np.ascontiguousarray(ok[0, 0])).to(dev)
+        centred = x - torch.from_numpy(mean).to(dev)[:, None, None]
+        z = torch.einsum("kb,byx->kyx", torch.from_numpy(scaled).to(dev), centred)
+        z = torch.where(m[None], z, torch.zeros((), device=dev))
+        out = torch.empty(
+            (N_STEM + x.shape[0], y1 - y0, x1 - x0), dtype=_TORCH_DTYPES[out_dtype.name], device=dev
+        )
+        stem_window(
+            z, torch.from_numpy(weight).to(dev), origin=(y0 - HALO, x0 - HALO),
+            core=(y0, y1, x0, x1), image_shape=image_shape, out=out[:N_STEM],
+        )
+        core = x[:, HALO : HALO + (y1 - y0), HALO : HALO + (x1 - x0)]
+        out[N_STEM:] = torch.nan_to_num(core, nan=0.0, posinf=0.0, neginf=0.0)
+    return out.cpu().numpy()[None]
+
+
+def _attrs(
+    options: FeatureOptions, stem: str, source: str, fit: PcaFit, device: torch.device
+) -> dict[str, Any]:
+    return {
+        "features_equation": "X_p = concat(upsample_bilinear(conv1(PCA(X))), X) (paper eq. 1)",
+        "features_options": options.to_dict(),
+        "features_stem": stem,
+        "features_stem_source": source,
+        "features_stem_layers": (
+            "conv1 only: 7x7, stride 2, zero padding 3, no bias, no BN, no ReLU"
+        ),
+        "features_stem_channels": "stem_00..stem_63 = conv1 output channels, unitless",
+        "features_pca_mode": fit.mode,
+        "features_pca_components": int(fit.components.shape[1]),
+        "features_scaling": SCALING_DOC,
+        "features_upsampling": UPSAMPLING_DOC,
+        "features_reflectance_nodata_fill": 0.0,
+        "features_valid": "cube valid & all bands finite",
+        "features_halo_px": HALO,
+        "features_device": str(device),
+        **{f"features_{k}": v for k, v in fit.attrs().items()},
+    }
