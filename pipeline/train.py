@@ -1,0 +1,45 @@
+"""Train stage: ``python -m pipeline.train --features F --labels L --out DIR --options JSON``.
+
+Trains one model (semi_convlstm, convlstm, pixel_lstm, rf, svm; see
+:class:`pipeline.training.options.TrainOptions` for every option) and writes
+``DIR/model.pt`` (or ``model.joblib``), ``checkpoint.pt``, ``metrics.csv``,
+``model_card.json``. Rerunning after an interruption resumes from ``checkpoint.pt``.
+Exit status 2 on a user-fixable problem (bad option, unusable data).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.cli import base_parser, run_stage
+from pipeline.raster.zarr_io import open_store
+from pipeline.training.options import parse_train_options
+from pipeline.training.trainer import train_model
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and train; returns the process exit status."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--features", required=True, help="features.zarr store")
+    parser.add_argument("--labels", required=True, help="labels.zarr store")
+    parser.add_argument("--out", required=True, help="output folder results/{aoi}/models/{model}")
+    parser.add_argument("--options", default="{}", help="train options as one JSON object")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, scikit-learn)")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        options = parse_train_options(args.options)
+        features = open_store(args.features, required=("features",))
+        labels = open_store(args.labels, required=("labels",))
+        result = train_model(features, labels, args.out, options, threads=args.threads,
+                             sources={"features": str(args.features), "labels": str(args.labels)})
+        log.info("trained %s: best epoch %d, metrics %s -> %s", options.model, result.best_epoch,
+                 {k: v for k, v in result.metrics.items() if k.startswith("val_")}, result.model_path)
+
+    return run_stage(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Minibatches of windows gathered from in-memory tensors (patch windows or pixel windows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """``x``: (N, t, C, *S) float32 features, NaN where missing; ``target``: (N, *S) int64
+    class indices, -1 = unlabelled/ignored; ``usable``: (N, *S) bool, pixels with data.
+    ``*S`` is (ph, pw) for patch windows and empty for pixel windows."""
+
+    x: Tensor
+    target: Tensor
+    usable: Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.x.to(device, non_blocking=True), self.target.to(device, non_blocking=True),
+                     self.usable.to(device, non_blocking=True))
+
+
+class WindowSource:
+    """Windows over ``features`` (T, C, H, W) float16, ``labels`` (T, H, W) int16 and
+    ``usable`` (T, H, W) bool tensors (all on one device).
+
+    ``windows``: (N, 3) (end, y, x) or (N, 4) with the patch origin index last. ``patch``
+    (ph, pw): (y, x) is a patch corner; None: (y, x) is a pixel. ``owned`` (M, ph, pw) bool,
+    indexed by the origin index, restricts the scored pixels (validation de-duplication).
+    """
+
+    def __init__(
+        self, features: Tensor, labels: Tensor, usable: Tensor, windows: np.ndarray, *, time_steps: int,
+        patch: tuple[int, int] | None, owned: Tensor | None = None,
+    ) -> None:
+        self.features, self.labels, self.usable = features, labels, usable
+        self.windows = torch.as_tensor(windows, dtype=torch.int64)
+        self.t = time_steps
+        self.patch = patch
+        self.owned = owned
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    def batch(self, idx: Tensor) -> Batch:
+        """Gather the windows ``idx`` (n,) int64 into a :class:`Batch`."""
+        w = self.windows[idx]
+        if self.patch is None:
+            dev = self.features.device
+            ends, ys, xs = (w[:, i].to(dev) for i in range(3))
+            tt = ends[:, None] + torch.arange(-self.t + 1, 1, device=dev)[None, :]
+            x = self.features[tt, :, ys[:, None], xs[:, None]].float()  # (n, t, C)
+            return Batch(x, self.labels[ends, ys, xs].long(), self.usable[ends, ys, xs])
+        ph, pw = self.patch
+        xs_, ts_, us_ = [], [], []
+        for row in w.tolist():
+            e, y, x0 = row[:3]
+            xs_.append(self.features[e - self.t + 1 : e + 1, :, y : y + ph, x0 : x0 + pw])
+            target = self.labels[e, y : y + ph, x0 : x0 + pw].long()
+            usable = self.usable[e, y : y + ph, x0 : x0 + pw]
+            if self.owned is not None:
+                own = self.owned[row[3]]
+                target = torch.where(own, target, torch.full_like(target, -1))
+                usable = usable & own
+            ts_.append(target)
+            us_.append(usable)
+        return Batch(torch.stack(xs_).float(), torch.stack(ts_), torch.stack(us_))

@@ -1,0 +1,89 @@
+"""Build models by name, load trained models from their folder, predict one window batch.
+
+The prediction stage builds on :func:`load_model` and :func:`predict_window`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from pipeline.errors import CheckpointError
+from pipeline.models.convlstm import ConvLSTMClassifier, ConvLSTMConfig
+from pipeline.models.pixel_lstm import PixelLSTMClassifier, PixelLSTMConfig
+from pipeline.training.baselines import (
+    JOBLIB_NAME,
+    WindowPixelClassifier,
+    load_baseline,
+)
+from pipeline.training.checkpoint import load_checkpoint
+from pipeline.training.device import autocast, inference_mode
+from pipeline.training.loop import MODEL_NAME
+from pipeline.training.options import TrainOptions
+
+
+def model_config_for(name: str, *, in_channels: int, num_classes: int, options: TrainOptions) -> dict[str, Any]:
+    """Config dict of the torch model ``name`` for the given data and options."""
+    if name in ("semi_convlstm", "convlstm"):
+        return ConvLSTMConfig(in_channels, num_classes, hidden=options.hidden, kernel=options.kernel,
+                              dropout=options.dropout).to_dict()
+    if name == "pixel_lstm":
+        return PixelLSTMConfig(in_channels, num_classes, hidden=options.lstm_hidden, dropout=options.dropout).to_dict()
+    raise ValueError(f"{name!r} is not a torch model")
+
+
+def build_model(name: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate the torch model ``name`` ("semi_convlstm", "convlstm", "pixel_lstm")."""
+    if name in ("semi_convlstm", "convlstm"):
+        return ConvLSTMClassifier(ConvLSTMConfig(**config))
+    if name == "pixel_lstm":
+        return PixelLSTMClassifier(PixelLSTMConfig(**config))
+    raise CheckpointError(f"unknown model name {name!r} in checkpoint; retrain with this pipeline version")
+
+
+def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPixelClassifier, dict[str, Any]]:
+    """Load the best model of a train output folder (``results/{aoi}/models/{model}``).
+
+    Returns the model (torch module in eval mode on CPU, or a :class:`WindowPixelClassifier`)
+    and metadata: ``model``, ``classes`` (list of {id, name, color}, output index order),
+    ``time_steps``, ``in_channels``, ``num_classes``, ``epoch``, ``metrics``, ``options``.
+    Raises CheckpointError when the files are missing or corrupt.
+    """
+    d = Path(model_dir)
+    if (d / JOBLIB_NAME).exists():
+        clf, meta = load_baseline(d)
+        return clf, {"model": meta["model_name"], "classes": meta["classes"], "time_steps": meta["time_steps"],
+                     "in_channels": meta["data_signature"][1], "num_classes": len(meta["classes"]), "epoch": 1,
+                     "metrics": meta["metrics"], "options": meta["options"]}
+    ck = load_checkpoint(d / MODEL_NAME)
+    if ck.get("kind") != "model":
+        raise CheckpointError(f"{d / MODEL_NAME} is not a model file (kind {ck.get('kind')!r}); retrain")
+    model = build_model(ck["model_name"], dict(ck["model_config"]))
+    try:
+        model.load_state_dict(ck["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{d / MODEL_NAME} weights do not fit model {ck['model_name']!r}: {exc}") from exc
+    model.eval()
+    cfg = ck["model_config"]
+    return model, {"model": ck["model_name"], "classes": ck["classes"], "time_steps": ck["time_steps"],
+                   "in_channels": cfg["in_channels"], "num_classes": cfg["num_classes"], "epoch": ck["epoch"],
+                   "metrics": ck["metrics"], "options": json.loads(ck["options_json"])}
+
+
+def predict_window(model: nn.Module | WindowPixelClassifier, x: Tensor) -> Tensor:
+    """Class probabilities of the last date of windows ``x``.
+
+    ``x``: features (B, t, C, H, W), float16/float32, NaN where missing (masked like in
+    training). Returns (B, K, H, W) float32 softmax probabilities in class table order, on the
+    model's device (CPU for scikit-learn models); bf16 autocast when the model is on CUDA.
+    """
+    if isinstance(model, WindowPixelClassifier):
+        return model.predict_proba_window(x)
+    device = next(model.parameters()).device
+    with inference_mode(model), autocast(device):
+        logits = model(x.to(device))
+    return logits.float().softmax(dim=1)

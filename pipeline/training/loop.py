@@ -1,0 +1,249 @@
+"""Epoch loop of the torch models: eq. (3) loss, validation, early stopping, checkpoints.
+
+Each epoch ends with ``metrics.csv`` rewritten, ``model.pt`` written when the monitored value
+improved and ``checkpoint.pt`` written last (all atomically). The checkpoint holds every piece
+of state the next epoch depends on (weights, optimizer, scheduler, RNG states, early-stopping
+state, history), so a run killed at any point and restarted continues from the last finished
+epoch and, on CPU, ends with bit-identical weights to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from pipeline.atomic import write_text_atomic
+from pipeline.training.augment import perturb
+from pipeline.training.batches import WindowSource
+from pipeline.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from pipeline.training.device import autocast, inference_mode
+from pipeline.training.losses import (
+    consistency_loss,
+    focal_loss,
+    focal_loss_sum,
+    rampup_weight,
+)
+from pipeline.training.metrics import confusion_matrix, f1_weighted, overall_accuracy
+from pipeline.training.options import TrainOptions
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ("epoch", "train_loss", "sup_loss", "cons_loss", "w", "val_loss", "val_oa", "val_f1", "lr", "seconds")
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
+METRICS_NAME = "metrics.csv"
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`. ``epochs_run`` counts finished epochs (including those of an
+    earlier, resumed run); ``completed`` is False when ``stop_after_epochs`` interrupted it."""
+
+    best_epoch: int
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    epochs_run: int
+    stopped_early: bool
+    completed: bool
+    resumed_from: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _monitor(options: TrainOptions, has_val: bool) -> tuple[str, str]:
+    if not has_val:
+        return "train_loss", "min"
+    return options.monitor, ("min" if options.monitor == "val_loss" else "max")
+
+
+def _make_scheduler(opt: torch.optim.Optimizer, options: TrainOptions, mode: str) -> Any:
+    if options.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=options.epochs)
+    if options.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5, patience=max(1, options.patience // 2))
+    return None
+
+
+def evaluate(model: nn.Module, src: WindowSource, *, device: torch.device, batch_size: int, num_classes: int,
+             gamma: float, alpha: Tensor | None) -> dict[str, float]:
+    """Validation loss (focal, per labelled pixel), overall accuracy and weighted F1."""
+    total = torch.zeros((), dtype=torch.float64)
+    count = 0
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    with inference_mode(model):
+        for i in range(0, len(src), batch_size):
+            b = src.batch(torch.arange(i, min(i + batch_size, len(src)))).to(device)
+            with autocast(device):
+                logits = model(b.x)
+            s, n = focal_loss_sum(logits, b.target, gamma=gamma, alpha=alpha)
+            total += s.double().cpu()
+            count += int(n)
+            cm += confusion_matrix(logits.argmax(1), b.target, num_classes)
+    cmn = cm.numpy()
+    return {"val_loss": float(total / count) if count else float("nan"),
+            "val_oa": overall_accuracy(cmn), "val_f1": f1_weighted(cmn)}
+
+
+def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer, *, options: TrainOptions,
+                 device: torch.device, generator: torch.Generator, w: float, alpha: Tensor | None,
+                 batch_size: int, channel_std: Tensor, desc: str) -> tuple[dict[str, float], int]:
+    model.train()
+    order = torch.randperm(len(src), generator=generator)
+    if options.max_windows_per_epoch is not None:
+        order = order[: options.max_windows_per_epoch]
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    steps = 0
+    noise = {"noise_std": options.noise_std, "jitter": options.temporal_jitter, "channel_std": channel_std}
+    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
+        b = src.batch(order[i : i + batch_size]).to(device)
+        has_labels = bool((b.target >= 0).any())
+        if not has_labels and w == 0.0:
+            continue
+        norm = b.usable.sum() if options.loss_normalization == "batch" else None
+        with autocast(device):
+            logits = model(perturb(b.x, **noise))
+        sup = focal_loss(logits, b.target, gamma=options.focal_gamma, alpha=alpha, normalizer=norm)
+        cons = torch.zeros((), device=device)
+        if w > 0.0:
+            with autocast(device):
+                logits2 = model(perturb(b.x, **noise))
+            cons = consistency_loss(logits.float().softmax(1), logits2.float().softmax(1), b.usable)
+        loss = sup + w * cons
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += torch.stack([loss.detach(), sup.detach(), cons.detach()]).double()
+        steps += 1
+    means = (sums / max(steps, 1)).tolist()
+    return {"train_loss": means[0], "sup_loss": means[1], "cons_loss": means[2]}, steps
+
+
+def _write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_COLUMNS})
+    write_text_atomic(out_dir / METRICS_NAME, buf.getvalue())
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+def fit(
+    model: nn.Module, train_src: WindowSource, val_src: WindowSource | None, *, options: TrainOptions,
+    out_dir: Path, device: torch.device, alpha: Tensor | None, meta: dict[str, Any],
+    stop_after_epochs: int | None = None,
+) -> FitResult:
+    """Train ``model`` (already on ``device``) on ``train_src``; resume from
+    ``out_dir/checkpoint.pt`` when it exists and was written with the same options and data.
+
+    ``meta``: model_name, model_config, classes, time_steps, data_signature (saved in
+    ``model.pt`` and the checkpoint). ``stop_after_epochs`` ends this call after that many
+    new epochs (simulates an interruption; the checkpoint is left for a resume).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    has_val = val_src is not None and len(val_src) > 0
+    key, mode = _monitor(options, has_val)
+    batch_size = options.pixel_batch_size if train_src.patch is None else options.batch_size
+    opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    sched = _make_scheduler(opt, options, mode)
+    gen = torch.Generator().manual_seed(options.seed)
+    std = model.standardize.channel_std  # type: ignore[union-attr]
+    if alpha is not None:
+        alpha = alpha.to(device)
+    state: dict[str, Any] = {"best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False,
+                             "stopped_early": False, "history": []}
+    start, step, resumed = 0, 0, None
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck.get("options_hash") == options.digest() and list(ck.get("data_signature", [])) == list(meta["data_signature"]):
+            model.load_state_dict(ck["model_state"])
+            opt.load_state_dict(ck["optimizer_state"])
+            if sched is not None and ck.get("scheduler_state") is not None:
+                sched.load_state_dict(ck["scheduler_state"])
+            restore_rng_state(ck["rng"], gen)
+            state = dict(ck["loop_state"])
+            start, step, resumed = int(ck["epoch"]), int(ck["step"]), int(ck["epoch"])
+            log.info("resuming from %s after epoch %d", ckpt_path, start)
+        else:
+            log.warning("%s was written with other options or data; training from scratch", ckpt_path)
+    if not has_val:
+        log.warning("no validation split: early stopping and model selection use the training loss")
+
+    for epoch in range(start, options.epochs):
+        if state["finished"]:
+            break
+        if stop_after_epochs is not None and epoch - start >= stop_after_epochs:
+            return FitResult(state["best_epoch"], {}, state["history"], epoch, False, False, resumed)
+        t0 = time.perf_counter()
+        w = rampup_weight(epoch, w_max=options.w_max, rampup_epochs=options.rampup_epochs)
+        train_m, n_steps = _train_epoch(model, train_src, opt, options=options, device=device, generator=gen, w=w,
+                                        alpha=alpha, batch_size=batch_size, channel_std=std,
+                                        desc=f"epoch {epoch + 1}/{options.epochs}")
+        step += n_steps
+        val_m = {"val_loss": float("nan"), "val_oa": float("nan"), "val_f1": float("nan")}
+        if has_val:
+            assert val_src is not None
+            val_m = evaluate(model, val_src, device=device, batch_size=batch_size, num_classes=len(meta["classes"]),
+                             gamma=options.focal_gamma, alpha=alpha)
+        row: dict[str, float] = {"epoch": epoch + 1, **train_m, "w": w, **val_m,
+                                 "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        value = row[key]
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(value)
+        elif sched is not None:
+            sched.step()
+        state["history"] = [*state["history"], row]
+        if _better(value, state["best_value"], mode):
+            state.update(best_value=value, best_epoch=epoch + 1, bad_epochs=0)
+            save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": epoch + 1,
+                             "metrics": row, "options_json": options.to_json(), "options_hash": options.digest()},
+                            out_dir / MODEL_NAME)
+        else:
+            state["bad_epochs"] += 1
+        if state["bad_epochs"] >= options.patience:
+            state.update(finished=True, stopped_early=True)
+        elif epoch + 1 >= options.epochs:
+            state["finished"] = True
+        log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g) val_loss %.4f OA %.3f F1 %.3f [%.1fs]",
+                 epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w, row["val_loss"],
+                 row["val_oa"], row["val_f1"], row["seconds"])
+        _write_metrics(out_dir, state["history"])
+        save_checkpoint({"kind": "checkpoint", **meta, "model_state": model.state_dict(),
+                         "optimizer_state": opt.state_dict(),
+                         "scheduler_state": None if sched is None else sched.state_dict(),
+                         "epoch": epoch + 1, "step": step, "rng": capture_rng_state(gen), "loop_state": state,
+                         "options_json": options.to_json(), "options_hash": options.digest()}, ckpt_path)
+        if state["stopped_early"]:
+            log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, state["best_epoch"])
+    if not (out_dir / MODEL_NAME).exists():  # the monitored value was never finite
+        log.warning("%s was never finite; saving the last weights as %s", key, MODEL_NAME)
+        save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": len(state["history"]),
+                         "metrics": state["history"][-1] if state["history"] else {},
+                         "options_json": options.to_json(), "options_hash": options.digest()}, out_dir / MODEL_NAME)
+    best_row = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
+    epochs_run = len(state["history"])
+    return FitResult(state["best_epoch"], dict(best_row), state["history"], epochs_run,
+                     bool(state["stopped_early"]), True, resumed)
+

@@ -1,0 +1,248 @@
+"""Options of the train stage (``--options '<json>'``) parsed into a frozen dataclass.
+
+Every key has a documented default (see :class:`TrainOptions`); an unknown key, a wrong type
+or an out-of-range value raises :class:`~pipeline.errors.ConfigError` naming the key and what
+it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from pipeline.errors import ConfigError
+
+ModelName = Literal["semi_convlstm", "convlstm", "pixel_lstm", "rf", "svm"]
+TORCH_MODELS = ("semi_convlstm", "convlstm", "pixel_lstm")
+SKLEARN_MODELS = ("rf", "svm")
+
+
+@dataclass(frozen=True)
+class ClassEntry:
+    """One row of the class table: ``id`` (1..255, the value in label rasters), ``name``,
+    ``color`` ("#rrggbb")."""
+
+    id: int
+    name: str
+    color: str = "#000000"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Train stage options (paper section 4.1 values as defaults where it gives them).
+
+    model: "semi_convlstm" (ConvLSTM + consistency loss), "convlstm" (supervised, w = 0),
+        "pixel_lstm" (per-pixel LSTM), "rf", "svm" (scikit-learn baselines).
+    classes: class table, list of {id, name, color}; required. Output index k <-> classes[k].
+    time_steps: window length t (paper 20). hidden: ConvLSTM units (128). lstm_hidden: pixel
+        LSTM units (256). kernel: ConvLSTM kernel (3). patch/stride: training patches in pixels
+        (128 / 64). epochs: maximum epochs. batch_size: patch windows per step.
+        pixel_batch_size: pixels per step for pixel_lstm (1024).
+    lr (1e-3, Adam), weight_decay (0), scheduler: "none" | "cosine" | "plateau".
+    focal_gamma: focal modulation gamma (2.0); focal_alpha: "balanced" (per-class weight
+        n / (K n_k) from the training labels, the paper's sigma) or null (1).
+    loss_normalization: "batch" divides the supervised sum by the number of pixels with data
+        in the minibatch (|B| of eq. (3), Pi-model) or "labelled" by the labelled ones.
+    consistency_weight: w_max of the ramp-up (semi_convlstm only, must be > 0 there).
+    rampup_epochs: epochs of the Gaussian ramp-up w_max * exp(-5 (1 - e/N)^2), w(0) = 0.
+    dropout, noise_std (Gaussian input noise in units of each channel's std),
+        temporal_jitter (probability that a step of the window is replaced by its predecessor):
+        the stochastic perturbations of the two passes.
+    val_fraction: share of spatial blocks held out (0 = no validation, monitor train loss).
+    block_size: block side in pixels (null = patch). buffer: training pixels closer than this
+        to a validation block are not used (null = max(kernel // 2, patch // 8)).
+    patience: early-stopping patience in epochs; monitor: "val_loss" | "val_oa" | "val_f1".
+    seed; device: "auto" | "cpu" | "cuda".
+    label_fraction: share of labelled dates kept for training (rounded down, at least 1);
+        label_removal: "chronological" (drop the earliest dates first) | "random".
+    use_valid_mask: also treat pixels flagged invalid (cloud/shadow per QA) as missing; off by
+        default because cloud and shadow are classes of the paper.
+    max_windows_per_epoch: cap on training windows per epoch (null = all).
+    max_pixels_per_class, n_iter, cv_folds, search_space: rf/svm sampling and random search;
+        search_space replaces lists of the paper's grid, e.g. {"n_estimators": [50, 100]}.
+    """
+
+    classes: tuple[ClassEntry, ...]
+    model: ModelName = "semi_convlstm"
+    time_steps: int = 20
+    hidden: int = 128
+    lstm_hidden: int = 256
+    kernel: int = 3
+    patch: int = 128
+    stride: int = 64
+    epochs: int = 50
+    batch_size: int = 4
+    pixel_batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "cosine", "plateau"] = "none"
+    focal_gamma: float = 2.0
+    focal_alpha: Literal["balanced"] | None = "balanced"
+    loss_normalization: Literal["batch", "labelled"] = "batch"
+    consistency_weight: float = 10.0
+    rampup_epochs: int = 10
+    dropout: float = 0.3
+    noise_std: float = 0.1
+    temporal_jitter: float = 0.1
+    val_fraction: float = 0.2
+    block_size: int | None = None
+    buffer: int | None = None
+    patience: int = 10
+    monitor: Literal["val_loss", "val_oa", "val_f1"] = "val_loss"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    label_fraction: float = 1.0
+    label_removal: Literal["chronological", "random"] = "chronological"
+    use_valid_mask: bool = False
+    max_windows_per_epoch: int | None = None
+    max_pixels_per_class: int = 2000
+    n_iter: int = 10
+    cv_folds: int = 3
+    search_space: Mapping[str, tuple[Any, ...]] | None = field(default=None)
+
+    # ---- derived values -------------------------------------------------------------
+    @property
+    def effective_block(self) -> int:
+        return self.block_size if self.block_size is not None else self.patch
+
+    @property
+    def effective_buffer(self) -> int:
+        return self.buffer if self.buffer is not None else max(self.kernel // 2, self.patch // 8)
+
+    @property
+    def w_max(self) -> float:
+        """Consistency weight actually used: 0 for every model but semi_convlstm."""
+        return self.consistency_weight if self.model == "semi_convlstm" else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["classes"] = [dataclasses.asdict(c) for c in self.classes]
+        if self.search_space is not None:
+            d["search_space"] = {k: list(v) for k, v in self.search_space.items()}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of every option (identifies a training run)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+_INT_MIN = {
+    "time_steps": 1, "hidden": 1, "lstm_hidden": 1, "kernel": 1, "patch": 1, "stride": 1,
+    "epochs": 1, "batch_size": 1, "pixel_batch_size": 1, "rampup_epochs": 0, "patience": 1,
+    "seed": 0, "max_pixels_per_class": 2, "n_iter": 1, "cv_folds": 2, "block_size": 1,
+    "buffer": 0, "max_windows_per_epoch": 1,
+}
+_FLOAT_RANGE = {  # name -> (low, high, low_inclusive, high_inclusive)
+    "lr": (0.0, 1.0, False, True), "weight_decay": (0.0, 1.0, True, True),
+    "focal_gamma": (0.0, 10.0, True, True), "consistency_weight": (0.0, 1e6, True, True),
+    "dropout": (0.0, 1.0, True, False), "noise_std": (0.0, 10.0, True, True),
+    "temporal_jitter": (0.0, 1.0, True, False), "val_fraction": (0.0, 1.0, True, False),
+    "label_fraction": (0.0, 1.0, False, True),
+}
+_CHOICES = {
+    "model": get_args(ModelName), "scheduler": ("none", "cosine", "plateau"),
+    "focal_alpha": ("balanced", None), "loss_normalization": ("batch", "labelled"),
+    "monitor": ("val_loss", "val_oa", "val_f1"), "device": ("auto", "cpu", "cuda"),
+    "label_removal": ("chronological", "random"),
+}
+_NULLABLE = {"block_size", "buffer", "max_windows_per_epoch"}
+
+
+def _parse_classes(value: object) -> tuple[ClassEntry, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError("train option 'classes' must be a non-empty list of {id, name, color}")
+    out: list[ClassEntry] = []
+    for row in value:
+        if isinstance(row, ClassEntry):
+            out.append(row)
+            continue
+        if not isinstance(row, Mapping) or "id" not in row or "name" not in row:
+            raise ConfigError(f"train option 'classes': entry {row!r} needs 'id' and 'name' (and 'color')")
+        extra = set(row) - {"id", "name", "color", "description"}
+        if extra:
+            raise ConfigError(f"train option 'classes': unknown keys {sorted(extra)} in {row!r}")
+        cid = row["id"]
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 1 <= cid <= 255:
+            raise ConfigError(f"train option 'classes': id {cid!r} must be an integer in 1..255 (0 = unlabelled)")
+        out.append(ClassEntry(id=cid, name=str(row["name"]), color=str(row.get("color", "#000000"))))
+    ids = [c.id for c in out]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"train option 'classes': duplicate ids in {ids}")
+    return tuple(out)
+
+
+def _check_value(key: str, value: object) -> object:
+    if value is None and key in _NULLABLE:
+        return None
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ConfigError(f"train option '{key}' = {value!r}; allowed: {list(_CHOICES[key])}")
+        return value
+    if key in _INT_MIN:
+        if not isinstance(value, int) or isinstance(value, bool) or value < _INT_MIN[key]:
+            raise ConfigError(f"train option '{key}' = {value!r}; expected an integer >= {_INT_MIN[key]}")
+        return value
+    if key in _FLOAT_RANGE:
+        lo, hi, lo_inc, hi_inc = _FLOAT_RANGE[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            v = float(value)  # type: ignore[arg-type]
+            ok = (v >= lo if lo_inc else v > lo) and (v <= hi if hi_inc else v < hi)
+        if not ok:
+            rng = f"{'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
+            raise ConfigError(f"train option '{key}' = {value!r}; expected a number in {rng}")
+        return float(value)  # type: ignore[arg-type]
+    if key == "use_valid_mask":
+        if not isinstance(value, bool):
+            raise ConfigError(f"train option 'use_valid_mask' = {value!r}; expected true or false")
+        return value
+    if key == "search_space":
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not all(isinstance(v, list | tuple) and v for v in value.values()):
+            raise ConfigError("train option 'search_space' must map parameter names to non-empty lists")
+        return {str(k): tuple(v) for k, v in value.items()}
+    raise ConfigError(f"train option '{key}' cannot be checked")  # pragma: no cover
+
+
+def parse_train_options(raw: Mapping[str, object] | TrainOptions | str) -> TrainOptions:
+    """Build :class:`TrainOptions` from a mapping or a JSON object string.
+
+    Raises :class:`ConfigError` for invalid JSON, unknown keys and bad values.
+    """
+    if isinstance(raw, TrainOptions):
+        return raw
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"train --options is not valid JSON ({exc}); pass one JSON object") from exc
+    if not isinstance(raw, Mapping):
+        raise ConfigError("train --options must be a JSON object of option names to values")
+    names = [f.name for f in dataclasses.fields(TrainOptions)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown train option(s) {unknown}; allowed: {sorted(names)}")
+    if "classes" not in raw:
+        raise ConfigError("train option 'classes' is required: the class table [{id, name, color}, ...]")
+    kwargs: dict[str, Any] = {"classes": _parse_classes(raw["classes"])}
+    for key, value in raw.items():
+        if key != "classes":
+            kwargs[key] = _check_value(key, value)
+    opts = TrainOptions(**kwargs)
+    if opts.kernel % 2 != 1:
+        raise ConfigError(f"train option 'kernel' = {opts.kernel}; must be odd (3, 5, ...)")
+    if opts.model == "semi_convlstm" and opts.consistency_weight <= 0:
+        raise ConfigError("train option 'consistency_weight' must be > 0 for semi_convlstm; use model 'convlstm' for w = 0")
+    if opts.model != "semi_convlstm" and "consistency_weight" in raw and opts.consistency_weight > 0:
+        raise ConfigError(
+            f"train option 'consistency_weight' only applies to semi_convlstm, not {opts.model!r}; remove it or set 0"
+        )
+    return opts

@@ -1,0 +1,185 @@
+"""``train_model``: features + labels -> a trained model folder (the train stage's library call).
+
+Output folder (``results/{aoi}/models/{model}``): torch models write ``model.pt`` (best
+weights + model args + classes), ``checkpoint.pt`` (last epoch, for resuming),
+``metrics.csv`` and ``model_card.json``; rf/svm write ``model.joblib`` + ``model.json``,
+``metrics.csv`` and ``model_card.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from pipeline.atomic import write_text_atomic
+from pipeline.errors import TrainingError
+from pipeline.training.baselines import fit_baseline
+from pipeline.training.batches import WindowSource
+from pipeline.training.data import TrainingData, channel_statistics, load_training_data
+from pipeline.training.device import (
+    configure_runtime,
+    prepare_model,
+    resolve_device,
+    seed_everything,
+)
+from pipeline.training.inference import build_model, model_config_for
+from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
+from pipeline.training.losses import balanced_alpha
+from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
+from pipeline.training.windows import (
+    TRAIN,
+    VAL,
+    SpatialSplit,
+    blocked_split,
+    patch_windows,
+    pixel_windows,
+    select_label_dates,
+    window_ends,
+)
+
+log = logging.getLogger(__name__)
+
+CARD_NAME = "model_card.json"
+GPU_RESIDENT_BYTES = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """``out_dir``; ``model_path`` (model.pt or model.joblib); ``best_epoch`` (1-based);
+    ``metrics`` (the best epoch's row); ``epochs_run``; ``stopped_early``; ``completed``
+    (False when interrupted by ``stop_after_epochs``); ``options_hash``."""
+
+    out_dir: Path
+    model_path: Path
+    best_epoch: int
+    metrics: dict[str, Any]
+    epochs_run: int
+    stopped_early: bool
+    completed: bool
+    options_hash: str
+
+
+def split_labels(data: TrainingData, split: SpatialSplit, ends: np.ndarray, options: TrainOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Training labels (training region, kept dates) and validation labels (validation region,
+    all dates), both (T, H, W) int16, -1 = not used. Raises TrainingError without training labels."""
+    labelled_dates = np.nonzero((data.labels >= 0).any(axis=(1, 2)))[0]
+    kept = select_label_dates(labelled_dates, fraction=options.label_fraction, mode=options.label_removal, seed=options.seed)
+    if kept.size < labelled_dates.size:
+        log.info("label_fraction %.2f (%s): training labels of %d of %d labelled dates kept",
+                 options.label_fraction, options.label_removal, kept.size, labelled_dates.size)
+    train = np.full_like(data.labels, -1)
+    in_train = split.region == TRAIN
+    for t in kept:
+        train[t] = np.where(in_train, data.labels[t], -1)
+    val = np.where((split.region == VAL)[None], data.labels, -1).astype(np.int16)
+    if not (train[ends] >= 0).any():
+        raise TrainingError(
+            f"no labelled pixel in the training split at any window end date (dates {int(ends[0])}..{int(ends[-1])} "
+            f"of {len(data.times)}); add labels there, lower 'time_steps' or 'val_fraction', or change 'seed'"
+        )
+    return train, val
+
+
+def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sources: Mapping[str, str] | None,
+          device: torch.device) -> dict[str, Any]:
+    return {
+        "model": options.model,
+        "classes": [dataclasses.asdict(c) for c in options.classes],
+        "data": {**dict(sources or {}), "shape": dict(zip(("time", "channel", "y", "x"), data.shape, strict=True)),
+                 "first_date": str(data.times[0])[:10], "last_date": str(data.times[-1])[:10], "crs": data.crs,
+                 "transform": list(data.transform)},
+        "options": options.to_dict(),
+        "options_hash": options.digest(),
+        **result,
+        "software": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device)},
+    }
+
+
+def train_model(
+    features: xr.Dataset, labels: xr.Dataset, out_dir: str | os.PathLike[str],
+    options: TrainOptions | Mapping[str, Any] | str, *, threads: int | None = None,
+    sources: Mapping[str, str] | None = None, stop_after_epochs: int | None = None,
+) -> TrainResult:
+    """Train ``options.model`` on ``features`` (features.zarr layout: ``features`` (time,
+    channel, y, x) float16, NaN where missing) and ``labels`` (labels.zarr layout: ``labels``
+    (time, y, x) uint8 class ids, 0 = unlabelled) on the same grid; write the model folder.
+
+    Resumes from ``out_dir/checkpoint.pt`` when it matches the options and data.
+    ``sources``: data paths recorded in the model card; ``threads``: CPU threads (torch and
+    scikit-learn); ``stop_after_epochs``: stop after that many new epochs (interruption test).
+    """
+    opts = parse_train_options(options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(opts.device) if opts.model not in SKLEARN_MODELS else torch.device("cpu")
+    configure_runtime(device, threads=threads)
+    data = load_training_data(features, labels, classes=opts.classes, use_valid_mask=opts.use_valid_mask)
+    n_t, n_c, height, width = data.shape
+    ends = window_ends(n_t, opts.time_steps)
+    split = blocked_split(height, width, patch=opts.patch, stride=opts.stride, block=opts.effective_block,
+                          val_fraction=opts.val_fraction, buffer=opts.effective_buffer, seed=opts.seed)
+    train_labels, val_labels = split_labels(data, split, ends, opts)
+    mean, std = channel_statistics(data.features, data.usable)
+    k = len(opts.classes)
+    meta: dict[str, Any] = {"model_name": opts.model, "classes": [dataclasses.asdict(c) for c in opts.classes],
+                            "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width]}
+
+    if opts.model in SKLEARN_MODELS:
+        m = fit_baseline(data.features, train_labels, val_labels, ends, options=opts, mean=mean, std=std, out_dir=out,
+                         meta=meta, threads=threads)
+        row = {c: float("nan") for c in METRIC_COLUMNS} | {"epoch": 1, "val_oa": m["val_oa"], "val_f1": m["val_f1"],
+                                                            "seconds": m["seconds"]}
+        _write_metrics(out, [row])
+        card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False}, sources, device)
+        write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
+        return TrainResult(out, out / "model.joblib", 1, m, 1, False, True, opts.digest())
+
+    seed_everything(opts.seed)
+    config = model_config_for(opts.model, in_channels=n_c, num_classes=k, options=opts)
+    meta["model_config"] = config
+    model = build_model(opts.model, config)
+    model.standardize.set_statistics(torch.from_numpy(mean), torch.from_numpy(std))  # type: ignore[operator,union-attr]
+    model = prepare_model(model, device)
+    data_dev = device if device.type == "cuda" and data.features.nbytes < GPU_RESIDENT_BYTES else torch.device("cpu")
+    feats = torch.from_numpy(data.features).to(data_dev)
+    usable = torch.from_numpy(data.usable).to(data_dev)
+    tr_lab = torch.from_numpy(train_labels).to(data_dev)
+    va_lab = torch.from_numpy(val_labels).to(data_dev)
+    alpha = balanced_alpha(torch.from_numpy(np.bincount(train_labels[ends][train_labels[ends] >= 0], minlength=k)))
+    alpha_used = alpha if opts.focal_alpha == "balanced" else None
+
+    if opts.model == "pixel_lstm":
+        train_src = WindowSource(feats, tr_lab, usable, pixel_windows(ends, train_labels >= 0), time_steps=opts.time_steps, patch=None)
+        val_src = WindowSource(feats, va_lab, usable, pixel_windows(ends, val_labels >= 0), time_steps=opts.time_steps, patch=None)
+    else:
+        keep = (train_labels >= 0) if opts.w_max == 0.0 else data.usable
+        tw = patch_windows(split.train_origins, ends, keep, patch=split.patch)
+        if not (tw.size and (train_labels >= 0).any()):
+            raise TrainingError("no training patch holds a labelled pixel; lower 'patch' or 'buffer', or add labels")
+        vw = patch_windows(split.val_origins, ends, val_labels >= 0, patch=split.patch)
+        owned = torch.from_numpy(split.val_owned).to(data_dev)
+        train_src = WindowSource(feats, tr_lab, usable, tw, time_steps=opts.time_steps, patch=split.patch)
+        val_src = WindowSource(feats, va_lab, usable, vw, time_steps=opts.time_steps, patch=split.patch, owned=owned)
+    if len(val_src) == 0 and opts.val_fraction > 0:
+        log.warning("the validation blocks hold no labelled pixel; change 'seed' or 'block_size' for a useful split")
+    log.info("%s on %s: %d training / %d validation windows, t=%d, %d classes", opts.model, device,
+             len(train_src), len(val_src), opts.time_steps, k)
+    res = fit(model, train_src, val_src, options=opts, out_dir=out, device=device, alpha=alpha_used, meta=meta,
+              stop_after_epochs=stop_after_epochs)
+    if res.completed:
+        card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
+                                  "stopped_early": res.stopped_early, "class_alpha": alpha.tolist()}, sources, device)
+        write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))
+    return TrainResult(out, out / "model.pt", res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
+                       res.completed, opts.digest())

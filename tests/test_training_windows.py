@@ -1,0 +1,138 @@
+"""Sliding windows, patch origins, the spatially blocked split and batch gathering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.errors import TrainingError
+from pipeline.training.batches import WindowSource
+from pipeline.training.windows import (
+    BUFFER,
+    TRAIN,
+    VAL,
+    axis_origins,
+    blocked_split,
+    patch_origins,
+    patch_windows,
+    pixel_windows,
+    select_label_dates,
+    window_ends,
+)
+
+
+def test_window_ends_and_too_long_window() -> None:
+    assert window_ends(6, 4).tolist() == [3, 4, 5]
+    assert window_ends(4, 4).tolist() == [3]
+    with pytest.raises(TrainingError, match=r"time_steps=7.*6 dates"):
+        window_ends(6, 7)
+
+
+def test_patch_origins_cover_the_grid() -> None:
+    assert axis_origins(10, 4, 3) == [0, 3, 6]
+    assert axis_origins(11, 4, 3) == [0, 3, 6, 7]
+    assert axis_origins(3, 4, 3) == []
+    assert axis_origins(20, 4, 4, start=8, stop=14) == [8, 10]
+    o = patch_origins(11, 10, patch=(4, 4), stride=3)
+    covered = np.zeros((11, 10), bool)
+    for y, x in o:
+        covered[y : y + 4, x : x + 4] = True
+    assert covered.all()
+    assert len(o) == 4 * 3
+
+
+def _chebyshev_gap(a: np.ndarray, b: np.ndarray) -> int:
+    ya, xa = np.nonzero(a)
+    yb, xb = np.nonzero(b)
+    d = np.maximum(np.abs(ya[:, None] - yb[None, :]), np.abs(xa[:, None] - xb[None, :]))
+    return int(d.min())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_split_has_no_overlap_and_keeps_the_buffer(seed: int) -> None:
+    h, w, patch, buffer = 48, 40, 8, 3
+    s = blocked_split(h, w, patch=patch, stride=4, block=16, val_fraction=0.3, buffer=buffer, seed=seed)
+    assert s.patch == (8, 8)
+    train_fp = np.zeros((h, w), bool)
+    val_fp = np.zeros((h, w), bool)
+    for y, x in s.train_origins:
+        assert (s.region[y : y + 8, x : x + 8] == TRAIN).all()
+        train_fp[y : y + 8, x : x + 8] = True
+    for y, x in s.val_origins:
+        assert (s.region[y : y + 8, x : x + 8] == VAL).all()
+        val_fp[y : y + 8, x : x + 8] = True
+    assert not (train_fp & val_fp).any()
+    assert _chebyshev_gap(train_fp, s.region == VAL) > buffer
+    # The buffer is exactly the training-block pixels within `buffer` px of a validation block.
+    buf = s.region == BUFFER
+    assert buf.any() and _chebyshev_gap(buf, s.region == VAL) == 1
+    # Validation blocks are whole 16 px blocks; 3 of the 3 x 3 = 9 blocks (30 % rounded).
+    val_blocks = {(y // 16, x // 16) for y, x in zip(*np.nonzero(s.region == VAL), strict=True)}
+    assert len(val_blocks) == 3
+    # Each validation pixel covered by a validation patch is scored exactly once.
+    count = np.zeros((h, w), int)
+    for (y, x), own in zip(s.val_origins, s.val_owned, strict=True):
+        count[y : y + 8, x : x + 8] += own
+    assert (count[val_fp] == 1).all() and (count[~val_fp] == 0).all()
+    again = blocked_split(h, w, patch=patch, stride=4, block=16, val_fraction=0.3, buffer=buffer, seed=seed)
+    assert np.array_equal(again.region, s.region) and np.array_equal(again.train_origins, s.train_origins)
+
+
+def test_blocked_split_without_validation_and_errors() -> None:
+    s = blocked_split(20, 20, patch=8, stride=4, block=8, val_fraction=0.0, buffer=2, seed=0)
+    assert (s.region == TRAIN).all() and len(s.val_origins) == 0 and len(s.train_origins) == 16
+    with pytest.raises(TrainingError, match="single"):
+        blocked_split(16, 16, patch=8, stride=4, block=32, val_fraction=0.2, buffer=0, seed=0)
+    with pytest.raises(TrainingError, match="validation patch"):
+        blocked_split(32, 32, patch=16, stride=8, block=8, val_fraction=0.1, buffer=0, seed=0)
+    clamped = blocked_split(6, 30, patch=8, stride=4, block=10, val_fraction=0.3, buffer=0, seed=0)
+    assert clamped.patch == (6, 8)
+
+
+def test_patch_and_pixel_windows_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    keep = rng.random((5, 12, 12)) < 0.02
+    origins = patch_origins(12, 12, patch=(4, 4), stride=4)
+    ends = np.array([2, 3, 4])
+    got = patch_windows(origins, ends, keep, patch=(4, 4))
+    want = [(e, y, x, m) for e in ends for m, (y, x) in enumerate(origins) if keep[e, y : y + 4, x : x + 4].any()]
+    assert [tuple(r) for r in got.tolist()] == want
+    px = pixel_windows(ends, keep)
+    assert sorted(map(tuple, px.tolist())) == sorted((e, y, x) for e in ends for y, x in zip(*np.nonzero(keep[e]), strict=True))
+
+
+def test_select_label_dates() -> None:
+    dates = np.array([9, 2, 5, 7])
+    assert select_label_dates(dates, fraction=1.0, mode="chronological", seed=0).tolist() == [2, 5, 7, 9]
+    assert select_label_dates(dates, fraction=0.5, mode="chronological", seed=0).tolist() == [7, 9]
+    assert select_label_dates(dates, fraction=0.1, mode="chronological", seed=0).tolist() == [9]
+    r = select_label_dates(dates, fraction=0.5, mode="random", seed=3)
+    assert len(r) == 2 and set(r) <= {2, 5, 7, 9}
+    assert r.tolist() == select_label_dates(dates, fraction=0.5, mode="random", seed=3).tolist()
+    picks = {tuple(select_label_dates(dates, fraction=0.5, mode="random", seed=s)) for s in range(20)}
+    assert len(picks) > 1
+
+
+def test_window_source_gathers_the_right_values() -> None:
+    t_, c, h, w = 6, 2, 8, 8
+    feats = torch.arange(t_ * c * h * w, dtype=torch.float32).reshape(t_, c, h, w).half()
+    labels = torch.arange(t_ * h * w).reshape(t_, h, w).remainder(3).to(torch.int16)
+    usable = torch.ones(t_, h, w, dtype=torch.bool)
+    usable[4, 1, 2] = False
+    windows = np.array([[3, 0, 0, 0], [5, 4, 2, 1]])
+    owned = torch.ones(2, 4, 4, dtype=torch.bool)
+    owned[1, 0, 0] = False
+    src = WindowSource(feats, labels, usable, windows, time_steps=3, patch=(4, 4), owned=owned)
+    b = src.batch(torch.tensor([1, 0]))
+    assert b.x.dtype == torch.float32 and b.x.shape == (2, 3, 2, 4, 4)
+    assert torch.equal(b.x[0], feats[3:6, :, 4:8, 2:6].float())
+    assert torch.equal(b.x[1], feats[1:4, :, 0:4, 0:4].float())
+    assert b.target[0, 0, 0].item() == -1 and not b.usable[0, 0, 0]  # not owned
+    assert b.target[0, 1, 1].item() == labels[5, 5, 3].item()
+    pix = WindowSource(feats, labels, usable, np.array([[4, 1, 2], [2, 7, 0]]), time_steps=3, patch=None)
+    pb = pix.batch(torch.tensor([0, 1]))
+    assert torch.equal(pb.x[0], feats[2:5, :, 1, 2].float())
+    assert torch.equal(pb.x[1], feats[0:3, :, 7, 0].float())
+    assert pb.target.tolist() == [labels[4, 1, 2].item(), labels[2, 7, 0].item()]
+    assert pb.usable.tolist() == [False, True]
