@@ -14,12 +14,17 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     aoi="|".join(AOIS),
+    model="semi_convlstm|convlstm|pixel_lstm|rf|svm",
 
 
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/cube.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -37,12 +37,15 @@ def _one_thread() -> None:
 
 
 def make_dataset(n_times: int = 6, channels: int = 3, size: int = 32, seed: int = 0) -> tuple[xr.Dataset, xr.Dataset]:
-    """Three classes in 4 px stripes with distinct temporal curves, EPSG:32649 30 m grid."""
+    """Three classes in 4 px stripes with distinct temporal curves, EPSG:32649 30 m grid.
+
+    The curves are stationary (constant, alternating, constant of the other sign), so a model
+    trained on earlier windows must also classify the held-out window of the last date."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     cls = ((yy // 4) + (xx // 4)) % 3
     t = np.arange(n_times)
-    patterns = np.stack([np.sin(t), np.cos(t), t / n_times - 0.5])
+    patterns = np.stack([np.ones(n_times), (-1.0) ** t, -np.ones(n_times)])
     feats = np.empty((n_times, channels, size, size), np.float32)
     for c in range(channels):
         feats[:, c] = patterns[(cls + c) % 3].transpose(2, 0, 1) * (1 + 0.5 * c)
@@ -200,3 +203,13 @@ def test_label_fraction_keeps_latest_dates_in_the_training_split() -> None:
     assert (val >= 0).any(axis=(1, 2)).all()  # validation keeps every labelled date
     assert not ((train >= 0) & (val >= 0)).any()
     assert ((val >= 0) == (split.region == 1)[None]).all()
+
+
+def test_last_date_is_held_out_for_testing(tmp_path: Path) -> None:
+    """With holdout_last_date (default) no training window ends at the last (map) date: a window
+    as long as the series is impossible, and becomes possible when the holdout is switched off."""
+    f, lab = make_dataset(n_times=4)
+    with pytest.raises(TrainingError, match="time_steps=4 is longer than the series \\(3 dates\\)"):
+        train_model(f, lab, tmp_path / "a", {**FAST, "time_steps": 4, "epochs": 1})
+    result = train_model(f, lab, tmp_path / "b", {**FAST, "time_steps": 4, "epochs": 1, "holdout_last_date": False})
+    assert result.completed

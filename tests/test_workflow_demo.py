@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 import yaml
@@ -18,6 +19,9 @@ def small_config() -> dict:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["demo"].update(size=72, n_dates=10, overcast_dates=1, start="2021-01-01", end="2021-12-31")
     lon, lat = config["demo"]["center"]
+    config["train"].update(time_steps=4, hidden=8, patch=16, stride=8, epochs=2, max_windows_per_epoch=6,
+                           rampup_epochs=1)
+    config["evaluation"].update(min_per_stratum=5, target_se=0.05)
     config["aois"] = {"mini": {"bbox": [lon - 0.009, lat - 0.008, lon + 0.009, lat + 0.008],
                                "start": "2021-01-01", "end": "2021-12-31", "crs": "EPSG:32649"}}
     return config
@@ -50,6 +54,38 @@ def test_maps_builds_the_demo(demo_run: Path) -> None:
     features = xr.open_zarr(demo_run / "results" / "mini" / "features.zarr")
     assert features.sizes["channel"] == 64 + 7 and features.sizes["time"] == cube.sizes["time"]
     assert features.attrs["features_stem"] == "gabor"
+    labels = xr.open_zarr(demo_run / "results" / "mini" / "labels.zarr")
+    assert labels.sizes["time"] == cube.sizes["time"] and int((labels.labels > 0).sum()) > 0
+
+
+@pytest.mark.workflow
+def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
+    import json
+
+    import rasterio
+    from rio_cogeo.cogeo import cog_validate
+
+    maps = demo_run / "results" / "mini" / "maps" / "semi_convlstm"
+    for name in ("classes.tif", "probabilities.tif", "confidence.tif", "valid_count.tif"):
+        valid, errors, _ = cog_validate(str(maps / name))
+        assert valid, (name, errors)
+    with rasterio.open(maps / "classes.tif") as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 0 and src.crs.to_epsg() == 32649
+        assert src.colormap(1)[1][:3] == (0xE6, 0xC3, 0x4A)
+        classes = src.read(1)
+    assert set(np.unique(classes)) <= {0, 1, 2, 3, 4, 5, 6} and (classes > 0).mean() > 0.5
+    assert (maps / "classes.qml").read_text().count("paletteEntry") == 6
+    item = json.loads((maps / "item.json").read_text())
+    assert [c["value"] for c in item["assets"]["classes"]["classification:classes"]] == [1, 2, 3, 4, 5, 6]
+    report = demo_run / "results" / "mini" / "reports" / "semi_convlstm"
+    accuracy = json.loads((report / "accuracy.json").read_text())
+    for key in ("overall_accuracy", "kappa", "f1_weighted", "per_class", "confusion_matrix", "classes",
+                "quantity_disagreement", "allocation_disagreement", "area_adjusted"):
+        assert key in accuracy
+    assert accuracy["overall_accuracy"] + 0 == pytest.approx(
+        1 - accuracy["quantity_disagreement"] - accuracy["allocation_disagreement"])
+    assert (report / "report.html").read_text().count("data:image/png;base64") >= 3
+    assert (report / "sample.gpkg").is_file()
     assert not list((demo_run / "results").rglob(".tmp-*"))
 
 
@@ -67,3 +103,14 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
     assert proc.returncode == 0, out
     assert "build_cube" in out and "build_features" in out
     assert "search_stac" not in out and "generate_demo" not in out
+
+    config = yaml.safe_load((demo_run / "config.yaml").read_text())
+    config["train"]["lr"] = 0.002
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for rule in ("train_model", "predict_map", "evaluate_map"):
+        assert rule in out
+    for rule in ("build_cube", "build_features", "build_labels", "search_stac"):
+        assert rule not in out

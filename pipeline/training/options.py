@@ -59,6 +59,8 @@ class TrainOptions:
     seed; device: "auto" | "cpu" | "cuda".
     label_fraction: share of labelled dates kept for training (rounded down, at least 1);
         label_removal: "chronological" (drop the earliest dates first) | "random".
+    holdout_last_date: never train on windows ending at the last date, which is the date the
+        map is made for and evaluated on (the paper's test setting); on by default.
     use_valid_mask: also treat pixels flagged invalid (cloud/shadow per QA) as missing; off by
         default because cloud and shadow are classes of the paper.
     max_windows_per_epoch: cap on training windows per epoch (null = all).
@@ -98,6 +100,7 @@ class TrainOptions:
     label_fraction: float = 1.0
     label_removal: Literal["chronological", "random"] = "chronological"
     use_valid_mask: bool = False
+    holdout_last_date: bool = True
     max_windows_per_epoch: int | None = None
     max_pixels_per_class: int = 2000
     n_iter: int = 10
@@ -199,9 +202,9 @@ def _check_value(key: str, value: object) -> object:
             rng = f"{'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
             raise ConfigError(f"train option '{key}' = {value!r}; expected a number in {rng}")
         return float(value)  # type: ignore[arg-type]
-    if key == "use_valid_mask":
+    if key in ("use_valid_mask", "holdout_last_date"):
         if not isinstance(value, bool):
-            raise ConfigError(f"train option 'use_valid_mask' = {value!r}; expected true or false")
+            raise ConfigError(f"train option '{key}' = {value!r}; expected true or false")
         return value
     if key == "search_space":
         if value is None:

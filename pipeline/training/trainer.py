@@ -126,7 +126,8 @@ def train_model(
     configure_runtime(device, threads=threads)
     data = load_training_data(features, labels, classes=opts.classes, use_valid_mask=opts.use_valid_mask)
     n_t, n_c, height, width = data.shape
-    ends = window_ends(n_t, opts.time_steps)
+    # the last date is the test date (the map is made for it): no training window ends there
+    ends = window_ends(n_t - 1 if opts.holdout_last_date else n_t, opts.time_steps)
     split = blocked_split(height, width, patch=opts.patch, stride=opts.stride, block=opts.effective_block,
                           val_fraction=opts.val_fraction, buffer=opts.effective_buffer, seed=opts.seed)
     train_labels, val_labels = split_labels(data, split, ends, opts)

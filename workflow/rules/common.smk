@@ -31,6 +31,27 @@ def catalog_input(wildcards):
     return {"catalog": url} if is_local_catalog(url) else {}
 
 
+def labels_input(wildcards):
+    """The label source; labels inside the local catalog folder come with the catalog (the demo)."""
+    source, url = Path(config["labels"]["source"]), config["catalog"]["url"]
+    if is_local_catalog(url) and Path(url).resolve() in source.resolve().parents:
+        return {"catalog": url}
+    return {"source": str(source)}
+
+
+def train_json(wildcards):
+    """The train section for the model of this job, with the class table."""
+    return json.dumps({**config["train"], "model": wildcards.model, "classes": config["classes"]})
+
+
 def maps_targets():
-    """What `maps` builds for every AOI (grows with the stages that exist)."""
-    return expand("results/{aoi}/features.zarr", aoi=AOIS)
+    """What `maps` builds: every AOI's map and accuracy report for the configured model."""
+    model = config["train"]["model"]
+    return expand(
+        [
+            "results/{aoi}/maps/{model}/classes.tif",
+            "results/{aoi}/reports/{model}/accuracy.json",
+        ],
+        aoi=AOIS,
+        model=model,
+    )

@@ -1,0 +1,180 @@
+"""Stage ``predict``: the trained model over the whole scene -> classified COGs for GIS.
+
+``python -m pipeline.predict --features results/demo/features.zarr --model results/demo/models/semi_convlstm
+--out results/demo/maps/semi_convlstm --options '<predict JSON>' --name demo``
+
+The map is made for the last date of the series from the window of the last ``t`` dates (the
+paper's test setting), and, with ``dates: all``, for every date from ``t`` on. Prediction runs
+tile by tile with a halo equal to the model's receptive-field radius, so the map does not
+depend on the tile size (no seams) and memory is bounded by one tile whatever the scene size;
+the full-size outputs live in disk-backed arrays until written as COGs.
+
+Outputs (``--out``): ``classes.tif`` (uint8 class ids, 0 = nodata, colour table, category
+names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = nodata),
+``confidence.tif`` (uint8 percent = the highest class probability, 255 = nodata),
+``valid_count.tif`` (uint16 clear observations in the window, 65535 outside the AOI),
+``classes.qml`` (QGIS style) and ``item.json`` (STAC Item, classification extension). Pixels
+without a single clear observation in the window are nodata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import xarray as xr
+
+from pipeline.cli import base_parser, run_stage
+from pipeline.config import parse_options, reject_unknown
+from pipeline.errors import ConfigError, PredictionError
+from pipeline.predict_tiles import predict_tiled, redundancy
+from pipeline.raster.cog import write_class_cog, write_confidence_cog, write_count_cog, write_probability_cog
+from pipeline.raster.map_item import map_stac_item, write_map_item
+from pipeline.raster.qgis_style import write_qml
+from pipeline.raster.zarr_io import open_store
+from pipeline.training.device import resolve_device
+from pipeline.training.inference import load_model, predict_window
+
+log = logging.getLogger(__name__)
+
+CONV_MODELS = ("semi_convlstm", "convlstm")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """The ``predict`` config section.
+
+    tile: core tile side in pixels (the halo is added around it); dates: ``last`` = the map of
+    the last date, ``all`` = also one map per date from ``t`` on (``<date>/`` sub-folders);
+    device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``.
+    """
+
+    tile: int = 256
+    dates: Literal["last", "all"] = "last"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> PredictOptions:
+        """Build from the config section; unknown keys or bad values raise ConfigError."""
+        reject_unknown(options, set(cls.__dataclass_fields__), section="predict")
+        opts = cls(**options)
+        if opts.tile < 16:
+            raise ConfigError(f"predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
+        if opts.dates not in ("last", "all"):
+            raise ConfigError(f"predict.dates {opts.dates!r} not allowed (allowed values: last, all)")
+        return opts
+
+
+def receptive_radius(meta: dict[str, Any]) -> int:
+    """Receptive-field radius (pixels) of a trained model: ConvLSTM grows by k//2 per step
+    (state-to-state conv) plus k//2 for the input conv; per-pixel models have none."""
+    if meta["model"] in CONV_MODELS:
+        k = int(meta["options"].get("kernel", 3))
+        return (k // 2) * (int(meta["time_steps"]) + 1)
+    return 0
+
+
+def _window_fn(model: Any) -> Any:
+    def fn(block: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))[None]
+        return predict_window(model, x)[0].cpu().numpy()
+
+    return fn
+
+
+def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, Any], options: PredictOptions,
+                 workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (K, y, x) float32 (disk-backed, NaN = nodata) and clear-observation counts
+    (y, x) int32 for the window of ``t`` dates ending at time ``index``."""
+    t = int(meta["time_steps"])
+    if index + 1 < t:
+        raise PredictionError(f"date index {index} has fewer than t={t} dates before it; predict from date {t} on")
+    ny, nx = features.sizes["y"], features.sizes["x"]
+    k = int(meta["num_classes"])
+    window = slice(index + 1 - t, index + 1)
+    image = features["features"].isel(time=window).data
+    halo = receptive_radius(meta)
+    log.info("tiles %d px + halo %d px: redundancy factor %.2f", options.tile, halo,
+             redundancy((ny, nx), options.tile, halo))
+    out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,
+                                    shape=(k, ny, nx))
+    predict_tiled(image, _window_fn(model), tile=options.tile, halo=halo, out=out, progress=True)
+    count = features["valid"].isel(time=window).sum("time").values.astype(np.int32)
+    out[:, count == 0] = np.nan
+    return out, count
+
+
+def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
+              when: dt.datetime, item_id: str) -> None:
+    """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``."""
+    classes = meta["classes"]
+    ids = np.array([c["id"] for c in classes], dtype=np.uint8)
+    nodata = ~np.isfinite(probs[0])
+    best = np.nanargmax(np.where(nodata[None], 0, probs), axis=0)
+    class_map = np.where(nodata, 0, ids[best]).astype(np.uint8)
+    confidence = np.where(nodata, np.nan, np.nanmax(np.where(nodata[None], 0, probs), axis=0))
+    grid = {"crs": attrs["crs"], "transform": attrs["transform"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_probability_cog(probs, out_dir / "probabilities.tif", class_table=classes, **grid)
+    write_confidence_cog(confidence.astype(np.float32), out_dir / "confidence.tif", **grid)
+    write_count_cog(count, out_dir / "valid_count.tif", **grid)
+    write_qml(out_dir / "classes.qml", classes)
+    write_class_cog(class_map, out_dir / "classes.tif", class_table=classes, **grid)
+    item = map_stac_item(out_dir, item_id=item_id, map_datetime=when, crs=attrs["crs"], transform=attrs["transform"],
+                         shape=class_map.shape, class_table=classes,
+                         properties={"pipeline:model": meta["model"], "pipeline:time_steps": meta["time_steps"]})
+    write_map_item(item, out_dir / "item.json")
+    log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
+
+
+def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str) -> Path:
+    """Predict the map(s) of one AOI with one trained model."""
+    features = open_store(features_path, required=("features", "valid"))
+    model, meta = load_model(model_dir)
+    if int(meta["in_channels"]) != features.sizes["channel"]:
+        raise PredictionError(
+            f"model {model_dir} expects {meta['in_channels']} feature channels, {features_path} has "
+            f"{features.sizes['channel']}; retrain after changing the features section"
+        )
+    if isinstance(model, torch.nn.Module):
+        model.to(resolve_device(options.device))
+    n = features.sizes["time"]
+    indices = [n - 1] if options.dates == "last" else list(range(int(meta["time_steps"]) - 1, n))
+    with tempfile.TemporaryDirectory(prefix="predict-", dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        for index in indices:
+            when = np.datetime64(features.time.values[index], "s").astype(dt.datetime)
+            probs, count = predict_date(features, index, model, meta, options, Path(tmp))
+            target = out_dir if index == n - 1 else out_dir / when.date().isoformat()
+            write_map(probs, count, target, meta=meta, attrs=features.attrs, when=when,
+                      item_id=f"{name}-{meta['model']}-{when.date().isoformat()}")
+            del probs
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--features", required=True, type=Path, help="features.zarr")
+    parser.add_argument("--model", required=True, type=Path, help="trained model folder")
+    parser.add_argument("--out", required=True, type=Path, help="map folder to write")
+    parser.add_argument("--name", default="map", help="AOI name (STAC item ids)")
+    parser.add_argument("--options", default="{}", help="the predict config section as JSON")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        torch.set_num_threads(max(args.threads, 1))
+        options = PredictOptions.from_options(parse_options(args.options, what="predict"))
+        run_predict(args.features, args.model, args.out, options, name=args.name)
+
+    return run_stage(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

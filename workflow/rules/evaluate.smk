@@ -1,0 +1,34 @@
+# Accuracy of a map against the reference labels of its date: accuracy.json and report.html.
+
+
+rule evaluate_map:
+    input:
+        classes="results/{aoi}/maps/{model}/classes.tif",
+        cube="results/{aoi}/cube.zarr",
+        card="results/{aoi}/models/{model}/model_card.json",
+        labels="results/{aoi}/labels.zarr",
+    output:
+        accuracy="results/{aoi}/reports/{model}/accuracy.json",
+        report=report(
+            "results/{aoi}/reports/{model}/report.html",
+            caption="../report/accuracy.rst",
+            category="Accuracy",
+            subcategory="{aoi}",
+        ),
+    params:
+        labels=section_json("labels"),
+        classes=section_json("classes"),
+        options=section_json("evaluation"),
+        model=subpath(input.card, parent=True),
+        folder=subpath(output.accuracy, parent=True),
+    log:
+        "logs/evaluate_map/{aoi}/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {params.labels:q}"
+        " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
+        " --out {params.folder} > {log} 2>&1"

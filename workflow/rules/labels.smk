@@ -1,0 +1,22 @@
+# Reference labels rasterized onto the cube grid (labels.zarr, 0 = unlabelled).
+
+
+rule build_labels:
+    input:
+        unpack(labels_input),
+        cube="results/{aoi}/cube.zarr",
+    output:
+        labels=directory("results/{aoi}/labels.zarr"),
+    params:
+        labels=section_json("labels"),
+        classes=section_json("classes"),
+    log:
+        "logs/build_labels/{aoi}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m pipeline.labels --cube {input.cube} --out {output.labels}"
+        " --classes {params.classes:q} --options {params.labels:q} > {log} 2>&1"

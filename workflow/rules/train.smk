@@ -1,0 +1,26 @@
+# Train one model. The model card is written last and is the rule's output: the checkpoint in
+# the same folder survives a failed or killed job, so the rerun resumes from it.
+
+
+rule train_model:
+    input:
+        features="results/{aoi}/features.zarr",
+        labels="results/{aoi}/labels.zarr",
+    output:
+        card="results/{aoi}/models/{model}/model_card.json",
+    params:
+        options=train_json,
+        folder=subpath(output.card, parent=True),
+    log:
+        "logs/train_model/{aoi}/{model}.log",
+    benchmark:
+        "benchmarks/train_model/{aoi}/{model}.tsv"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m pipeline.train --features {input.features} --labels {input.labels}"
+        " --out {params.folder} --options {params.options:q} --threads {threads} > {log} 2>&1"
