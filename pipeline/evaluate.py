@@ -84,7 +84,8 @@ def reference_at(cube: xr.Dataset, table: ClassTable, labels: dict[str, Any], wh
         raise AccuracyError(f"no reference labels for the map date {str(when)[:10]}; label that date to evaluate")
     ref = ds["labels"].isel(time=i).values
     if not (ref > 0).any():
-        raise AccuracyError(f"the reference of {str(when)[:10]} labels no pixel; label that date to evaluate the map")
+        raise AccuracyError(f"no reference labels for the map date {str(when)[:10]} (the label source labels no "
+                            f"pixel of that date); label that date to evaluate the map")
     return ref
 
 
