@@ -130,3 +130,33 @@ def test_demo_schema_defaults_match_the_generator() -> None:
     for name, default in fields.items():
         expected = list(default) if isinstance(default, tuple) else default
         assert props[name]["default"] == expected, name
+
+
+@pytest.mark.parametrize(
+    ("section", "factory", "skip"),
+    [
+        ("features", "pipeline.enrich.options:FeatureOptions", set()),
+        ("labels", "pipeline.reference.options:LabelOptions", {"date_fraction", "date_removal"}),
+        ("predict", "pipeline.predict:PredictOptions", set()),
+        ("evaluation", "pipeline.evaluate:EvaluationOptions", set()),
+        ("cube", "pipeline.raster.load:CubeOptions", set()),
+        ("train", "pipeline.training.options:TrainOptions", {"classes"}),
+    ],
+)
+def test_schema_defaults_match_the_stage_options(section: str, factory: str, skip: set[str]) -> None:
+    """The schema (what Snakemake passes) and each stage's options dataclass agree on keys and defaults."""
+    import dataclasses
+    import importlib
+
+    module, name = factory.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    props = load_schema()["properties"][section]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    assert set(props) == set(fields), set(props) ^ set(fields)
+    for key, f in fields.items():
+        if key == "source":  # required by the stage, defaulted to the demo's labels by the config
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, tuple):
+            default = list(default)
+        assert props[key]["default"] == (dict(default) if isinstance(default, dict) else default), key
