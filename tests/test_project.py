@@ -104,3 +104,17 @@ def test_misspelled_config_key_stops_snakemake(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "unknown config key 'catalog.max_clouds'" in proc.stdout + proc.stderr
+
+
+def test_profiles_dry_run(tmp_path: Path) -> None:
+    """The SLURM and paper-GPU profiles plan the demo (the SLURM executor plugin is installed)."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    paper = tmp_path / "workflow" / "profiles" / "paper-gpu"
+    paper.mkdir(parents=True)
+    (paper / "paper.yaml").write_text((REPO / "workflow" / "profiles" / "paper-gpu" / "paper.yaml").read_text())
+    for profile in ("slurm", "paper-gpu", "local"):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(REPO / "workflow" / "profiles" / profile),
+                               "-n", "maps", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (profile, proc.stdout[-2000:] + proc.stderr[-2000:])
+        assert "train_model" in proc.stdout
