@@ -105,24 +105,35 @@ def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, A
     out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,
                                     shape=(k, ny, nx))
     predict_tiled(image, _window_fn(model), tile=options.tile, halo=halo, out=out, progress=True)
-    count = features["valid"].isel(time=window).sum("time").values.astype(np.int32)
+    count = features["valid"].isel(time=window).astype("int16").sum("time").values
     out[:, count == 0] = np.nan
     return out, count
+
+
+def classify(probs: np.ndarray, ids: np.ndarray, *, rows: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids (y, x) uint8 (0 = nodata) and confidence (y, x) float32 (NaN = nodata) from
+    probabilities (K, y, x) float32 (NaN = nodata), row block by row block (bounded memory)."""
+    ny, nx = probs.shape[1:]
+    class_map = np.zeros((ny, nx), np.uint8)
+    confidence = np.full((ny, nx), np.nan, np.float32)
+    for r0 in range(0, ny, rows):
+        block = np.asarray(probs[:, r0:r0 + rows])
+        ok = np.isfinite(block[0])
+        filled = np.where(ok[None], block, 0)
+        class_map[r0:r0 + rows] = np.where(ok, ids[filled.argmax(axis=0)], 0)
+        confidence[r0:r0 + rows] = np.where(ok, filled.max(axis=0), np.nan)
+    return class_map, confidence
 
 
 def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
               when: dt.datetime, item_id: str) -> None:
     """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``."""
     classes = meta["classes"]
-    ids = np.array([c["id"] for c in classes], dtype=np.uint8)
-    nodata = ~np.isfinite(probs[0])
-    best = np.nanargmax(np.where(nodata[None], 0, probs), axis=0)
-    class_map = np.where(nodata, 0, ids[best]).astype(np.uint8)
-    confidence = np.where(nodata, np.nan, np.nanmax(np.where(nodata[None], 0, probs), axis=0))
+    class_map, confidence = classify(probs, np.array([c["id"] for c in classes], dtype=np.uint8))
     grid = {"crs": attrs["crs"], "transform": attrs["transform"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_probability_cog(probs, out_dir / "probabilities.tif", class_table=classes, **grid)
-    write_confidence_cog(confidence.astype(np.float32), out_dir / "confidence.tif", **grid)
+    write_confidence_cog(confidence, out_dir / "confidence.tif", **grid)
     write_count_cog(count, out_dir / "valid_count.tif", **grid)
     write_qml(out_dir / "classes.qml", classes)
     write_class_cog(class_map, out_dir / "classes.tif", class_table=classes, **grid)

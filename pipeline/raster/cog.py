@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
@@ -143,6 +144,9 @@ def check_grid(crs: CrsLike, transform: TransformLike) -> tuple[CRS, Affine]:
     return crs_obj, aff
 
 
+ROWS_PER_WRITE = 512  # rows converted / written at a time
+
+
 def _aux(path: Path) -> Path:
     return path.with_name(path.name + ".aux.xml")
 
@@ -182,7 +186,9 @@ def _write_cog(
         staging = tmp.with_name(tmp.name + ".src.tif")
         try:
             with rasterio.open(staging, "w", **profile) as dst:
-                dst.write(bands)
+                for r0 in range(0, height, ROWS_PER_WRITE):  # row blocks: disk-backed inputs stay out of RAM
+                    r1 = min(r0 + ROWS_PER_WRITE, height)
+                    dst.write(np.asarray(bands[:, r0:r1]), window=Window(0, r0, width, r1 - r0))
                 if colormap:
                     dst.write_colormap(1, colormap)
                 if descriptions:
@@ -288,17 +294,22 @@ def write_class_cog(
 
 def _percent(values: np.ndarray, what: str, nodata: int) -> np.ndarray:
     """float 0..1 (NaN = nodata) -> uint8 rounded percent, ``nodata`` where NaN."""
-    v = np.asarray(values, dtype=np.float32)
-    finite = np.isfinite(v)
-    if np.isinf(v).any():
-        raise PredictionError(f"{what} contain infinite values; mark missing pixels with NaN")
-    if finite.any() and (v[finite].min() < -1e-4 or v[finite].max() > 1 + 1e-4):
-        raise PredictionError(
-            f"{what} must lie in [0, 1], got {v[finite].min():.4g}..{v[finite].max():.4g}; "
-            f"apply softmax / sigmoid before writing"
-        )
-    out = np.full(v.shape, nodata, dtype=np.uint8)
-    out[finite] = np.rint(np.clip(v[finite], 0.0, 1.0) * 100.0).astype(np.uint8)
+    values = values if isinstance(values, np.ndarray) else np.asarray(values)
+    out = np.full(values.shape, nodata, dtype=np.uint8)
+    rows = values.shape[-2] if values.ndim >= 2 else 1
+    for r0 in range(0, rows, ROWS_PER_WRITE):  # row blocks: no full-size float temporaries
+        sl = (..., slice(r0, r0 + ROWS_PER_WRITE), slice(None)) if values.ndim >= 2 else (...,)
+        v = np.asarray(values[sl], dtype=np.float32)
+        finite = np.isfinite(v)
+        if np.isinf(v).any():
+            raise PredictionError(f"{what} contain infinite values; mark missing pixels with NaN")
+        if finite.any() and (v[finite].min() < -1e-4 or v[finite].max() > 1 + 1e-4):
+            raise PredictionError(
+                f"{what} must lie in [0, 1], got {v[finite].min():.4g}..{v[finite].max():.4g}; "
+                f"apply softmax / sigmoid before writing"
+            )
+        block = out[sl]
+        block[finite] = np.rint(np.clip(v[finite], 0.0, 1.0) * 100.0).astype(np.uint8)
     return out
 
 
