@@ -23,7 +23,7 @@ import zarr
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path
-from pipeline.cli import base_parser, run_stage
+from pipeline.cli import base_parser, redact_secrets, run_stage
 from pipeline.config import parse_options
 from pipeline.errors import AssetReadError, CubeError
 from pipeline.raster.gdal_env import configure_gdal
@@ -72,11 +72,15 @@ def _write_dates(cube: xr.Dataset, store: Path, dates: range) -> Exception | Non
     return None
 
 
-def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction: float) -> list[str]:
-    """Write ``cube`` (batches of dates) to ``out`` atomically; return the dates left out, with reasons."""
+def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction: float,
+               left_out: list[str] | None = None) -> list[str]:
+    """Write ``cube`` (batches of dates) to ``out`` atomically; return what was left out, with reasons.
+
+    ``left_out``: items already dropped before loading (recorded in the same ``skipped`` attribute).
+    """
     encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
                 for v in ("reflectance", "qa", "valid")}
-    skipped: list[str] = []
+    skipped: list[str] = list(left_out or [])
     failed: set[int] = set()
     with atomic_path(out) as tmp:
         cube.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
@@ -93,14 +97,15 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
                         if exc is None:
                             continue
                         date, ids = str(cube.time.values[i])[:10], str(cube.item_ids.values[i])
+                        cause = redact_secrets(str(exc))  # signed hrefs must not reach logs or attrs
                         if on_error == "raise":
                             raise AssetReadError(
-                                f"cannot read the assets of {date} (items {ids}): {exc}; the file may be "
+                                f"cannot read the assets of {date} (items {ids}): {cause}; the file may be "
                                 f"truncated, corrupt or its server refuses range requests. Retry later, or set "
                                 f"cube.on_error: skip to leave such dates out (they are recorded in the cube's "
                                 f"'skipped' attribute)"
                             ) from exc
-                        reason = f"{date} ({ids}): {type(exc).__name__}: {str(exc)[:300]}"
+                        reason = f"{date} ({ids}): {type(exc).__name__}: {cause[:300]}"
                         log.warning("skipping unreadable date %s", reason)
                         skipped.append(reason)
                         failed.add(i)
@@ -136,15 +141,14 @@ def run_cube(items_path: Path, name: str, aoi_entry: dict[str, Any], options: Cu
     """Load the frozen items of one AOI and write its ``cube.zarr``."""
     aoi = aoi_from_config(name, aoi_entry)
     items = read_items(items_path)
-    configure_gdal(retries=catalog.retries, backoff=catalog.backoff, timeout=catalog.timeout)
+    gdal = {"retries": catalog.retries, "backoff": catalog.backoff, "timeout": catalog.timeout}
+    configure_gdal(**gdal)
     cube, skipped_items = build_cube(items, aoi, sensor, options, signing=catalog.signing)
     log.info("cube %s: %d dates x %d bands x %d x %d px in %s", name, cube.sizes["time"], cube.sizes["band"],
              cube.sizes["y"], cube.sizes["x"], cube.attrs["crs"])
-    with dask_scheduler(threads):
-        skipped = write_cube(cube, out, on_error=options.on_error, min_valid_fraction=options.min_valid_fraction)
-    if skipped_items:
-        log.warning("items left out before loading: %s", "; ".join(skipped_items))
-    del skipped
+    with dask_scheduler(threads, on_client=lambda client: configure_gdal(**gdal, client=client)):
+        write_cube(cube, out, on_error=options.on_error, min_valid_fraction=options.min_valid_fraction,
+                   left_out=skipped_items)
     return out
 
 

@@ -26,9 +26,11 @@ def gdal_options(*, retries: int, backoff: float, timeout: float) -> dict[str, A
     }
 
 
-def configure_gdal(*, retries: int, backoff: float, timeout: float) -> None:
-    """Apply :func:`gdal_options` to odc-stac's reader threads (and dask workers of a client)."""
-    odc.stac.configure_rio(cloud_defaults=True, **gdal_options(retries=retries, backoff=backoff, timeout=timeout))
+def configure_gdal(*, retries: int, backoff: float, timeout: float, client: Any = None) -> None:
+    """Apply :func:`gdal_options` to odc-stac's reader threads, and to every worker of a
+    dask.distributed ``client`` when given."""
+    odc.stac.configure_rio(cloud_defaults=True, client=client,
+                           **gdal_options(retries=retries, backoff=backoff, timeout=timeout))
 
 
 def url_signer(signing: Literal["none", "planetary_computer"]) -> Callable[[str], str] | None:
