@@ -223,7 +223,7 @@ def area_adjusted_accuracy(
         frac = np.where(live[:, None], n / np.where(live, n_i, 1.0)[:, None], 0.0)  # n_ij / n_i.
         p = w[:, None] * frac  # eq. 4 / 9
         diag = np.diag(p)
-        p_row, p_col = p.sum(axis=1), p.sum(axis=0)
+        p_col = p.sum(axis=0)
         oa = float(diag.sum())
         users = np.where(live, np.diag(frac), np.nan)
         dof = np.where(live, n_i - 1.0, np.inf)
