@@ -9,7 +9,7 @@ error, so the search never sends ``query``/``filter`` to an API that did not dec
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pystac
@@ -35,13 +35,11 @@ class CatalogOptions:
     retries: int = 5
     backoff: float = 0.5
     timeout: float = 60.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> CatalogOptions:
         """Build from a (validated) config section; unknown keys raise :class:`ConfigError`."""
-        names = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        reject_unknown(options, names, section="catalog")
+        reject_unknown(options, set(cls.__dataclass_fields__), section="catalog")
         values = dict(options)
         if "platforms" in values:
             values["platforms"] = tuple(values["platforms"])
