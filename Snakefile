@@ -14,7 +14,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     aoi="|".join(AOIS),
-    model="semi_convlstm|convlstm|pixel_lstm|rf|svm",
+    model="(?:semi_convlstm|convlstm|pixel_lstm|rf|svm|unet|unet_stack|unet_convlstm)(?:_relearn_(?:pixel|object))?",
 
 
 include: "workflow/rules/demo.smk"
@@ -25,6 +25,7 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/experiments.smk"
 
 
 rule all:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -20,6 +21,36 @@ log = logging.getLogger(__name__)
 
 EXIT_USER_ERROR = 2
 
+# Query strings of URLs (SAS tokens: ...?st=..&se=..&sig=..) and stray `sig=` parameters.
+_URL_QUERY = re.compile(r"\b((?:https?|s3|gs|az|abfss?)://[^\s?#'\"<>]+)\?[^\s'\"<>]*", re.IGNORECASE)
+_SIG_PARAM = re.compile(r"\b(sig|signature|subscription-key|x-amz-signature|x-amz-credential)=[^&\s'\"<>]+",
+                        re.IGNORECASE)
+SECRET_ENV = ("PC_SDK_SUBSCRIPTION_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with URL query strings, signature parameters and the values of the secret
+    environment variables (:data:`SECRET_ENV`) replaced by ``<redacted>``.
+
+    Signed asset URLs (Planetary Computer SAS tokens) reach error messages and third-party
+    logs (odc-stac, GDAL); every stage log and every message written to a file goes through
+    this so tokens and keys never land on disk.
+    """
+    text = _URL_QUERY.sub(r"\1?<redacted>", text)
+    text = _SIG_PARAM.sub(r"\1=<redacted>", text)
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 8:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter passing every formatted line (tracebacks included) through :func:`redact_secrets`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_secrets(super().format(record))
+
 
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr with timestamps; ``verbose`` switches to DEBUG."""
@@ -28,7 +59,7 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(level)
     if not any(getattr(h, "_pipeline", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._pipeline = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     for noisy in ("urllib3", "rasterio", "fiona", "distributed", "matplotlib", "numba"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -91,6 +92,20 @@ def _describe(error: ValidationError) -> str:
     return f"config key '{key}': {error.message}" + (f" ({desc})" if desc else "")
 
 
+def _non_finite(value: Any, key: str = "") -> Iterator[str]:
+    """One line per key holding NaN or +-Inf (YAML ``.nan`` / ``.inf``): JSON Schema range
+    checks let NaN through (every comparison with NaN is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield (f"config key '{key or '<top level>'}': {value} is not a finite number (YAML .nan / .inf are not "
+               f"allowed); give a finite value (see workflow/schemas/config.schema.yaml)")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{key}.{i}" if key else str(i))
+
+
 def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` listing every problem.
 
@@ -99,8 +114,8 @@ def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None
     schema = dict(schema) if schema is not None else load_schema()
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = [_describe(e) for e in errors]
+    lines = [_describe(e) for e in errors] + list(_non_finite(config))
+    if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
 

@@ -14,7 +14,14 @@ names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = no
 ``confidence.tif`` (uint8 percent = the highest class probability, 255 = nodata),
 ``valid_count.tif`` (uint16 clear observations in the window, 65535 outside the AOI),
 ``classes.qml`` (QGIS style) and ``item.json`` (STAC Item, classification extension). Pixels
-without a single clear observation in the window are nodata.
+without a single clear observation in the window are nodata. With ``voting`` (majority |
+probability) also ``classes_voted.tif`` and ``segments.gpkg`` (object-based voting over the
+segments of the map date, :mod:`pipeline.voting`).
+
+Relearning models (:mod:`pipeline.training.relearning`) load their first-stage model from the
+sibling folder named in their record (checked against the weights they were trained with) and
+predict from the features extended with its probabilities; their first map date is later by
+the first-stage window length minus one.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +38,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from pipeline.atomic import atomic_path, remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
@@ -38,12 +47,14 @@ from pipeline.raster.cog import write_class_cog, write_confidence_cog, write_cou
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
+from pipeline.receptive import aligned_tile, receptive_radius, tile_halo
+from pipeline.segments import SegmentOptions, date_segments
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
+from pipeline.training.relearning import check_base, extended_window, load_base
+from pipeline.voting import complete_segments, segment_polygons, vote
 
 log = logging.getLogger(__name__)
-
-CONV_MODELS = ("semi_convlstm", "convlstm")
 
 
 @dataclass(frozen=True)
@@ -52,12 +63,19 @@ class PredictOptions:
 
     tile: core tile side in pixels (the halo is added around it); dates: ``last`` = the map of
     the last date, ``all`` = also one map per date from ``t`` on (``<date>/`` sub-folders);
-    device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``.
+    device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``; voting: ``none`` | ``majority``
+    | ``probability`` (object-based voting, :mod:`pipeline.voting`); segment_method
+    (``felzenszwalb`` | ``slic``), segment_scale, segment_size: its segmentation
+    (:class:`pipeline.segments.SegmentOptions`).
     """
 
     tile: int = 256
     dates: Literal["last", "all"] = "last"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    voting: Literal["none", "majority", "probability"] = "none"
+    segment_method: Literal["felzenszwalb", "slic"] = "felzenszwalb"
+    segment_scale: float = 100.0
+    segment_size: int = 30
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> PredictOptions:
@@ -68,16 +86,14 @@ class PredictOptions:
             raise ConfigError(f"predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
         if opts.dates not in ("last", "all"):
             raise ConfigError(f"predict.dates {opts.dates!r} not allowed (allowed values: last, all)")
+        if opts.voting not in ("none", "majority", "probability"):
+            raise ConfigError(f"predict.voting {opts.voting!r} not allowed (allowed values: none, majority, probability)")
+        opts.segments()  # checks segment_*
         return opts
 
-
-def receptive_radius(meta: dict[str, Any]) -> int:
-    """Receptive-field radius (pixels) of a trained model: ConvLSTM grows by k//2 per step
-    (state-to-state conv) plus k//2 for the input conv; per-pixel models have none."""
-    if meta["model"] in CONV_MODELS:
-        k = int(meta["options"].get("kernel", 3))
-        return (k // 2) * (int(meta["time_steps"]) + 1)
-    return 0
+    def segments(self) -> SegmentOptions:
+        """The segmentation settings of the voting."""
+        return SegmentOptions(method=self.segment_method, scale=float(self.segment_scale), size=int(self.segment_size))
 
 
 def _window_fn(model: Any) -> Any:
@@ -99,12 +115,12 @@ def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, A
     k = int(meta["num_classes"])
     window = slice(index + 1 - t, index + 1)
     image = features["features"].isel(time=window).data
-    halo = receptive_radius(meta)
-    log.info("tiles %d px + halo %d px: redundancy factor %.2f", options.tile, halo,
-             redundancy((ny, nx), options.tile, halo))
+    halo, tile = tile_halo(meta), aligned_tile(options.tile, meta)  # exact tiling (pipeline.receptive)
+    log.info("tiles %d px + halo %d px (receptive radius %d): redundancy factor %.2f", tile, halo,
+             receptive_radius(meta), redundancy((ny, nx), tile, halo))
     out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,
                                     shape=(k, ny, nx))
-    predict_tiled(image, _window_fn(model), tile=options.tile, halo=halo, out=out, progress=True)
+    predict_tiled(image, _window_fn(model), tile=tile, halo=halo, out=out, progress=True)
     count = features["valid"].isel(time=window).astype("int16").sum("time").values
     out[:, count == 0] = np.nan
     return out, count
@@ -144,26 +160,66 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
     log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
 
 
+def write_voted(probs: np.ndarray, features: xr.Dataset, index: int, out_dir: Path, *, meta: dict[str, Any],
+                options: PredictOptions) -> None:
+    """Object-based voting of one map: ``classes_voted.tif`` and ``segments.gpkg`` (layer
+    ``segments``) in ``out_dir`` from the probabilities (K, y, x) float32 (NaN = nodata) of
+    date ``index`` and the segments of that date's PCA composite (:mod:`pipeline.voting`)."""
+    classes = meta["classes"]
+    ids = np.array([c["id"] for c in classes], dtype=np.uint8)
+    class_map, _ = classify(probs, ids)
+    segments = complete_segments(date_segments(features, index, options=options.segments()), class_map > 0)
+    method: Literal["majority", "probability"] = "probability" if options.voting == "probability" else "majority"
+    voted = vote(class_map, segments, class_ids=ids, method=method, probabilities=probs)
+    attrs = features.attrs
+    write_class_cog(voted, out_dir / "classes_voted.tif", class_table=classes, crs=attrs["crs"],
+                    transform=attrs["transform"])
+    gdf = segment_polygons(voted, segments, class_table=classes, crs=attrs["crs"], transform=attrs["transform"],
+                           probabilities=probs)
+    with atomic_path(out_dir / "segments.gpkg") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The filename extension should be 'gpkg'")  # temporary name
+        gdf.to_file(tmp, driver="GPKG", layer="segments")
+    log.info("voting (%s): %d segments, %d pixels changed class", options.voting, len(gdf),
+             int((voted != class_map).sum()))
+
+
 def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str) -> Path:
     """Predict the map(s) of one AOI with one trained model."""
     features = open_store(features_path, required=("features", "valid"))
     model, meta = load_model(model_dir)
-    if int(meta["in_channels"]) != features.sizes["channel"]:
+    record = meta.get("relearning")
+    extension = int(meta["num_classes"]) if record else 0
+    if int(meta["in_channels"]) != features.sizes["channel"] + extension:
         raise PredictionError(
-            f"model {model_dir} expects {meta['in_channels']} feature channels, {features_path} has "
+            f"model {model_dir} expects {int(meta['in_channels']) - extension} feature channels, {features_path} has "
             f"{features.sizes['channel']}; retrain after changing the features section"
         )
+    device = resolve_device(options.device)
     if isinstance(model, torch.nn.Module):
-        model.to(resolve_device(options.device))
-    n = features.sizes["time"]
-    indices = [n - 1] if options.dates == "last" else list(range(int(meta["time_steps"]) - 1, n))
-    with tempfile.TemporaryDirectory(prefix="predict-", dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        model.to(device)
+    base = load_base(check_base(model_dir, record), classes=meta["classes"], device=device) if record else None
+    n, t = features.sizes["time"], int(meta["time_steps"])
+    first = t - 1 + (int(record["first_date_index"]) if record else 0)
+    if first > n - 1:
+        raise PredictionError(f"model {model_dir} needs {first + 1} dates for a map, {features_path} has {n}")
+    indices = [n - 1] if options.dates == "last" else list(range(first, n))
+    cache: dict[int, np.ndarray] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_dir / "predict")  # the scratch folder of a killed run (.tmp-predict.*)
+    with tempfile.TemporaryDirectory(prefix=".tmp-predict.", dir=out_dir) as tmp:
         for index in indices:
             when = np.datetime64(features.time.values[index], "s").astype(dt.datetime)
-            probs, count = predict_date(features, index, model, meta, options, Path(tmp))
+            if base is None:
+                probs, count = predict_date(features, index, model, meta, options, Path(tmp))
+            else:
+                window = extended_window(features, index, t, *base, record=record, classes=meta["classes"],
+                                         workdir=Path(tmp), cache=cache)
+                probs, count = predict_date(window, t - 1, model, meta, options, Path(tmp))
             target = out_dir if index == n - 1 else out_dir / when.date().isoformat()
             write_map(probs, count, target, meta=meta, attrs=features.attrs, when=when,
                       item_id=f"{name}-{meta['model']}-{when.date().isoformat()}")
+            if options.voting != "none":
+                write_voted(probs, features, index, target, meta=meta, options=options)
             del probs
     return out_dir
 

@@ -1,6 +1,7 @@
 """Train stage: ``python -m pipeline.train --features F --labels L --out DIR --options JSON``.
 
-Trains one model (semi_convlstm, convlstm, pixel_lstm, rf, svm; see
+Trains one model (semi_convlstm, convlstm, pixel_lstm, rf, svm, unet, unet_stack, unet_convlstm,
+optionally relearning on a first-stage model's probabilities; see
 :class:`pipeline.training.options.TrainOptions` for every option) and writes
 ``DIR/model.pt`` (or ``model.joblib``), ``checkpoint.pt``, ``metrics.csv``,
 ``model_card.json``. Rerunning after an interruption resumes from ``checkpoint.pt``.
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder results/{aoi}/models/{model}")
     parser.add_argument("--options", default="{}", help="train options as one JSON object")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, scikit-learn)")
+    parser.add_argument("--base-model", default=None,
+                        help="first-stage model folder of a relearning model (default: ../<relearning_base>)")
     args = parser.parse_args(argv)
 
     def work() -> None:
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         features = open_store(args.features, required=("features",))
         labels = open_store(args.labels, required=("labels",))
         result = train_model(features, labels, args.out, options, threads=args.threads,
-                             sources={"features": str(args.features), "labels": str(args.labels)})
+                             sources={"features": str(args.features), "labels": str(args.labels)},
+                             base_model=args.base_model)
         log.info("trained %s: best epoch %d, metrics %s -> %s", options.model, result.best_epoch,
                  {k: v for k, v in result.metrics.items() if k.startswith("val_")}, result.model_path)
 

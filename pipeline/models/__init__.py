@@ -2,7 +2,9 @@
 
 ``convlstm``: the ConvLSTM cell of the paper's eq. (2) and the many-to-one classifier used by
 the "semi_convlstm" and "convlstm" models; ``pixel_lstm``: the per-pixel LSTM baseline;
-``standardize``: the input standardisation shared by both. No training code lives here.
+``unet`` (models "unet", "unet_stack"), ``unet_convlstm`` (model "unet_convlstm") and their
+``unet_parts`` (blocks, receptive-field formula) from the relearning paper;
+``standardize``: the input standardisation shared by all. No training code lives here.
 """
 
 from __future__ import annotations

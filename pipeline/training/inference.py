@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from pipeline.errors import CheckpointError
 from pipeline.models.convlstm import ConvLSTMClassifier, ConvLSTMConfig
 from pipeline.models.pixel_lstm import PixelLSTMClassifier, PixelLSTMConfig
+from pipeline.models.unet import UNetClassifier, UNetConfig
+from pipeline.models.unet_convlstm import UNetConvLSTMClassifier, UNetConvLSTMConfig
 from pipeline.training.baselines import (
     JOBLIB_NAME,
     WindowPixelClassifier,
@@ -33,15 +35,28 @@ def model_config_for(name: str, *, in_channels: int, num_classes: int, options: 
                               dropout=options.dropout).to_dict()
     if name == "pixel_lstm":
         return PixelLSTMConfig(in_channels, num_classes, hidden=options.lstm_hidden, dropout=options.dropout).to_dict()
+    if name in ("unet", "unet_stack"):
+        return UNetConfig(in_channels, num_classes, temporal="last" if name == "unet" else "stack",
+                          time_steps=options.time_steps, depth=options.unet_depth, width=options.unet_width,
+                          kernel=options.kernel, dropout=options.dropout).to_dict()
+    if name == "unet_convlstm":
+        return UNetConvLSTMConfig(in_channels, num_classes, depth=options.unet_depth, width=options.unet_width,
+                                  kernel=options.kernel, lstm_kernel=options.kernel,
+                                  lstm_skips=options.unet_lstm_skips, dropout=options.dropout).to_dict()
     raise ValueError(f"{name!r} is not a torch model")
 
 
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate the torch model ``name`` ("semi_convlstm", "convlstm", "pixel_lstm")."""
+    """Instantiate the torch model ``name`` ("semi_convlstm", "convlstm", "pixel_lstm", "unet",
+    "unet_stack", "unet_convlstm")."""
     if name in ("semi_convlstm", "convlstm"):
         return ConvLSTMClassifier(ConvLSTMConfig(**config))
     if name == "pixel_lstm":
         return PixelLSTMClassifier(PixelLSTMConfig(**config))
+    if name in ("unet", "unet_stack"):
+        return UNetClassifier(UNetConfig(**config))
+    if name == "unet_convlstm":
+        return UNetConvLSTMClassifier(UNetConvLSTMConfig(**config))
     raise CheckpointError(f"unknown model name {name!r} in checkpoint; retrain with this pipeline version")
 
 
@@ -50,7 +65,9 @@ def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPix
 
     Returns the model (torch module in eval mode on CPU, or a :class:`WindowPixelClassifier`)
     and metadata: ``model``, ``classes`` (list of {id, name, color}, output index order),
-    ``time_steps``, ``in_channels``, ``num_classes``, ``epoch``, ``metrics``, ``options``.
+    ``time_steps``, ``in_channels``, ``num_classes``, ``epoch``, ``metrics``, ``options``,
+    ``model_config`` (torch models) and ``relearning`` (None, or the first-stage record of a
+    relearning model, see :func:`pipeline.relearning.relearning_features`).
     Raises CheckpointError when the files are missing or corrupt.
     """
     d = Path(model_dir)
@@ -58,7 +75,7 @@ def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPix
         clf, meta = load_baseline(d)
         return clf, {"model": meta["model_name"], "classes": meta["classes"], "time_steps": meta["time_steps"],
                      "in_channels": meta["data_signature"][1], "num_classes": len(meta["classes"]), "epoch": 1,
-                     "metrics": meta["metrics"], "options": meta["options"]}
+                     "metrics": meta["metrics"], "options": meta["options"], "relearning": meta.get("relearning")}
     ck = load_checkpoint(d / MODEL_NAME)
     if ck.get("kind") != "model":
         raise CheckpointError(f"{d / MODEL_NAME} is not a model file (kind {ck.get('kind')!r}); retrain")
@@ -71,7 +88,8 @@ def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPix
     cfg = ck["model_config"]
     return model, {"model": ck["model_name"], "classes": ck["classes"], "time_steps": ck["time_steps"],
                    "in_channels": cfg["in_channels"], "num_classes": cfg["num_classes"], "epoch": ck["epoch"],
-                   "metrics": ck["metrics"], "options": json.loads(ck["options_json"])}
+                   "metrics": ck["metrics"], "options": json.loads(ck["options_json"]), "model_config": dict(cfg),
+                   "relearning": ck.get("relearning")}
 
 
 def predict_window(model: nn.Module | WindowPixelClassifier, x: Tensor) -> Tensor:

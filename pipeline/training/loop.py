@@ -157,7 +157,7 @@ def fit(
     """Train ``model`` (already on ``device``) on ``train_src``; resume from
     ``out_dir/checkpoint.pt`` when it exists and was written with the same options and data.
 
-    ``meta``: model_name, model_config, classes, time_steps, data_signature (saved in
+    ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest (saved in
     ``model.pt`` and the checkpoint). ``stop_after_epochs`` ends this call after that many
     new epochs (simulates an interruption; the checkpoint is left for a resume).
     """
@@ -177,7 +177,9 @@ def fit(
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
-        if ck.get("options_hash") == options.digest() and list(ck.get("data_signature", [])) == list(meta["data_signature"]):
+        same_data = (list(ck.get("data_signature", [])) == list(meta["data_signature"])
+                     and ck.get("data_digest") == meta.get("data_digest"))
+        if ck.get("options_hash") == options.digest() and same_data:
             model.load_state_dict(ck["model_state"])
             opt.load_state_dict(ck["optimizer_state"])
             if sched is not None and ck.get("scheduler_state") is not None:

@@ -16,8 +16,11 @@ from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
 
-ModelName = Literal["semi_convlstm", "convlstm", "pixel_lstm", "rf", "svm"]
-TORCH_MODELS = ("semi_convlstm", "convlstm", "pixel_lstm")
+ModelName = Literal["semi_convlstm", "convlstm", "pixel_lstm", "rf", "svm", "unet", "unet_stack", "unet_convlstm"]
+TORCH_MODELS = ("semi_convlstm", "convlstm", "pixel_lstm", "unet", "unet_stack", "unet_convlstm")
+UNET_MODELS = ("unet", "unet_stack", "unet_convlstm")
+Relearning = Literal["none", "pixel", "object"]
+SegmentMethod = Literal["felzenszwalb", "slic"]
 SKLEARN_MODELS = ("rf", "svm")
 
 
@@ -36,7 +39,9 @@ class TrainOptions:
     """Train stage options (paper section 4.1 values as defaults where it gives them).
 
     model: "semi_convlstm" (ConvLSTM + consistency loss), "convlstm" (supervised, w = 0),
-        "pixel_lstm" (per-pixel LSTM), "rf", "svm" (scikit-learn baselines).
+        "pixel_lstm" (per-pixel LSTM), "rf", "svm" (scikit-learn baselines), "unet" (UNet on
+        the window's last date), "unet_stack" (UNet on the window's dates stacked as
+        channels), "unet_convlstm" (shared UNet encoder per date, ConvLSTM at the bottleneck).
     classes: class table, list of {id, name, color}; required. Output index k <-> classes[k].
     time_steps: window length t (paper 20). hidden: ConvLSTM units (128). lstm_hidden: pixel
         LSTM units (256). kernel: ConvLSTM kernel (3). patch/stride: training patches in pixels
@@ -66,6 +71,19 @@ class TrainOptions:
     max_windows_per_epoch: cap on training windows per epoch (null = all).
     max_pixels_per_class, n_iter, cv_folds, search_space: rf/svm sampling and random search;
         search_space replaces lists of the paper's grid, e.g. {"n_estimators": [50, 100]}.
+    unet_depth (3): pooling levels of the UNet models; unet_width (32): channels of their
+        first level (doubled per level); unet_lstm_skips (false): unet_convlstm also runs a
+        ConvLSTM on every skip connection (``kernel`` is the kernel of all their convolutions).
+    relearning: post-classification relearning (relearning paper): "none", or the model is
+        trained on the features extended with K channels of the first-stage class
+        probabilities of ``relearning_base``, per pixel ("pixel") or averaged over image
+        segments of each date ("object"); see :mod:`pipeline.relearning`.
+    relearning_base: name of the first-stage model folder (a sibling of the output folder,
+        results/{aoi}/models/{relearning_base}); null = ``model`` (the same model trained
+        without relearning), see :attr:`TrainOptions.base_name`.
+    segment_method ("felzenszwalb" | "slic"), segment_scale (felzenszwalb scale, 100),
+        segment_size (felzenszwalb min_size / SLIC mean segment size in pixels, 30): the
+        segmentation of the "object" strategy (:mod:`pipeline.segments`).
     """
 
     classes: tuple[ClassEntry, ...]
@@ -106,6 +124,14 @@ class TrainOptions:
     n_iter: int = 10
     cv_folds: int = 3
     search_space: Mapping[str, tuple[Any, ...]] | None = field(default=None)
+    unet_depth: int = 3
+    unet_width: int = 32
+    unet_lstm_skips: bool = False
+    relearning: Relearning = "none"
+    relearning_base: str | None = None
+    segment_method: SegmentMethod = "felzenszwalb"
+    segment_scale: float = 100.0
+    segment_size: int = 30
 
     # ---- derived values -------------------------------------------------------------
     @property
@@ -115,6 +141,11 @@ class TrainOptions:
     @property
     def effective_buffer(self) -> int:
         return self.buffer if self.buffer is not None else max(self.kernel // 2, self.patch // 8)
+
+    @property
+    def base_name(self) -> str:
+        """Folder name of the first-stage model of relearning: ``relearning_base`` or ``model``."""
+        return self.relearning_base if self.relearning_base is not None else self.model
 
     @property
     def w_max(self) -> float:
@@ -140,20 +171,21 @@ _INT_MIN = {
     "time_steps": 1, "hidden": 1, "lstm_hidden": 1, "kernel": 1, "patch": 1, "stride": 1,
     "epochs": 1, "batch_size": 1, "pixel_batch_size": 1, "rampup_epochs": 0, "patience": 1,
     "seed": 0, "max_pixels_per_class": 2, "n_iter": 1, "cv_folds": 2, "block_size": 1,
-    "buffer": 0, "max_windows_per_epoch": 1,
+    "buffer": 0, "max_windows_per_epoch": 1, "unet_depth": 1, "unet_width": 1, "segment_size": 1,
 }
 _FLOAT_RANGE = {  # name -> (low, high, low_inclusive, high_inclusive)
     "lr": (0.0, 1.0, False, True), "weight_decay": (0.0, 1.0, True, True),
     "focal_gamma": (0.0, 10.0, True, True), "consistency_weight": (0.0, 1e6, True, True),
     "dropout": (0.0, 1.0, True, False), "noise_std": (0.0, 10.0, True, True),
     "temporal_jitter": (0.0, 1.0, True, False), "val_fraction": (0.0, 1.0, True, False),
-    "label_fraction": (0.0, 1.0, False, True),
+    "label_fraction": (0.0, 1.0, False, True), "segment_scale": (0.0, 1e6, False, True),
 }
 _CHOICES = {
     "model": get_args(ModelName), "scheduler": ("none", "cosine", "plateau"),
     "focal_alpha": ("balanced", None), "loss_normalization": ("batch", "labelled"),
     "monitor": ("val_loss", "val_oa", "val_f1"), "device": ("auto", "cpu", "cuda"),
-    "label_removal": ("chronological", "random"),
+    "label_removal": ("chronological", "random"), "relearning": get_args(Relearning),
+    "segment_method": get_args(SegmentMethod),
 }
 _NULLABLE = {"block_size", "buffer", "max_windows_per_epoch"}
 
@@ -202,9 +234,15 @@ def _check_value(key: str, value: object) -> object:
             rng = f"{'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
             raise ConfigError(f"train option '{key}' = {value!r}; expected a number in {rng}")
         return float(value)  # type: ignore[arg-type]
-    if key in ("use_valid_mask", "holdout_last_date"):
+    if key in ("use_valid_mask", "holdout_last_date", "unet_lstm_skips"):
         if not isinstance(value, bool):
             raise ConfigError(f"train option '{key}' = {value!r}; expected true or false")
+        return value
+    if key == "relearning_base":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or "/" in value or "\\" in value or value in (".", ".."):
+            raise ConfigError(f"train option 'relearning_base' = {value!r}; expected a model folder name such as 'unet'")
         return value
     if key == "search_space":
         if value is None:
@@ -242,6 +280,8 @@ def parse_train_options(raw: Mapping[str, object] | TrainOptions | str) -> Train
     opts = TrainOptions(**kwargs)
     if opts.kernel % 2 != 1:
         raise ConfigError(f"train option 'kernel' = {opts.kernel}; must be odd (3, 5, ...)")
+    if opts.unet_depth > 6:
+        raise ConfigError(f"train option 'unet_depth' = {opts.unet_depth}; allowed 1..6 (the grid shrinks by 2^depth)")
     if opts.model == "semi_convlstm" and opts.consistency_weight <= 0:
         raise ConfigError("train option 'consistency_weight' must be > 0 for semi_convlstm; use model 'convlstm' for w = 0")
     if opts.model != "semi_convlstm" and "consistency_weight" in raw and opts.consistency_weight > 0:

@@ -9,6 +9,7 @@ weights + model args + classes), ``checkpoint.pt`` (last epoch, for resuming),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import torch
 import xarray as xr
 
 from pipeline.atomic import write_text_atomic
-from pipeline.errors import TrainingError
+from pipeline.errors import ConfigError, TrainingError
 from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
 from pipeline.training.data import TrainingData, channel_statistics, load_training_data
@@ -37,6 +38,7 @@ from pipeline.training.inference import build_model, model_config_for
 from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
 from pipeline.training.losses import balanced_alpha
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
+from pipeline.training.relearning import base_model_dir, relearning_features
 from pipeline.training.windows import (
     TRAIN,
     VAL,
@@ -91,6 +93,20 @@ def split_labels(data: TrainingData, split: SpatialSplit, ends: np.ndarray, opti
     return train, val
 
 
+def data_digest(data: TrainingData) -> str:
+    """sha256 of the training arrays (features, usable mask, labels) and dates.
+
+    Stored in checkpoints so that a rerun after the features or labels changed (same shapes,
+    other values) trains from scratch instead of resuming - or reusing - the old model.
+    """
+    h = hashlib.sha256()
+    for arr in (data.features, data.usable, data.labels, np.asarray(data.times, dtype="datetime64[ns]")):
+        h.update(f"{arr.dtype}{arr.shape};".encode())
+        for t in range(arr.shape[0]):  # per date: bounded temporaries
+            h.update(np.ascontiguousarray(arr[t]).view(np.uint8))
+    return h.hexdigest()
+
+
 def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sources: Mapping[str, str] | None,
           device: torch.device) -> dict[str, Any]:
     return {
@@ -110,6 +126,7 @@ def train_model(
     features: xr.Dataset, labels: xr.Dataset, out_dir: str | os.PathLike[str],
     options: TrainOptions | Mapping[str, Any] | str, *, threads: int | None = None,
     sources: Mapping[str, str] | None = None, stop_after_epochs: int | None = None,
+    base_model: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train ``options.model`` on ``features`` (features.zarr layout: ``features`` (time,
     channel, y, x) float16, NaN where missing) and ``labels`` (labels.zarr layout: ``labels``
@@ -118,15 +135,33 @@ def train_model(
     Resumes from ``out_dir/checkpoint.pt`` when it matches the options and data.
     ``sources``: data paths recorded in the model card; ``threads``: CPU threads (torch and
     scikit-learn); ``stop_after_epochs``: stop after that many new epochs (interruption test).
+    ``base_model``: first-stage model folder of a relearning model (default: the sibling
+    folder ``options.base_name``); the features are then extended with its class
+    probabilities (:mod:`pipeline.training.relearning`).
     """
     opts = parse_train_options(options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(opts.device) if opts.model not in SKLEARN_MODELS else torch.device("cpu")
     configure_runtime(device, threads=threads)
+    relearn: dict[str, Any] = {}
+    if opts.relearning != "none":
+        base = Path(base_model) if base_model is not None else base_model_dir(out, opts.base_name)
+        if base.resolve() == out.resolve():
+            raise ConfigError(f"train option 'relearning_base' names the output folder {out} itself; "
+                              f"name the first-stage model folder")
+        features, record = relearning_features(features, base, options=opts, device=device)
+        relearn = {"relearning": record}
     data = load_training_data(features, labels, classes=opts.classes, use_valid_mask=opts.use_valid_mask)
     n_t, n_c, height, width = data.shape
     # the last date is the test date (the map is made for it): no training window ends there
+    if opts.holdout_last_date and opts.time_steps > n_t - 1:
+        lower = f"lower train option 'time_steps' to at most {n_t - 1}, or " if n_t > 1 else ""
+        raise TrainingError(
+            f"the features hold {n_t} dates but time_steps={opts.time_steps} needs at least {opts.time_steps + 1} "
+            f"(one window of {opts.time_steps} dates plus the last date, held out for the map); {lower}get more "
+            f"dates (widen the AOI dates, raise catalog.max_cloud_cover, lower cube.min_valid_fraction)"
+        )
     ends = window_ends(n_t - 1 if opts.holdout_last_date else n_t, opts.time_steps)
     split = blocked_split(height, width, patch=opts.patch, stride=opts.stride, block=opts.effective_block,
                           val_fraction=opts.val_fraction, buffer=opts.effective_buffer, seed=opts.seed)
@@ -134,7 +169,8 @@ def train_model(
     mean, std = channel_statistics(data.features, data.usable)
     k = len(opts.classes)
     meta: dict[str, Any] = {"model_name": opts.model, "classes": [dataclasses.asdict(c) for c in opts.classes],
-                            "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width]}
+                            "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width],
+                            "data_digest": data_digest(data), **relearn}
 
     if opts.model in SKLEARN_MODELS:
         m = fit_baseline(data.features, train_labels, val_labels, ends, options=opts, mean=mean, std=std, out_dir=out,
@@ -142,7 +178,7 @@ def train_model(
         row = {c: float("nan") for c in METRIC_COLUMNS} | {"epoch": 1, "val_oa": m["val_oa"], "val_f1": m["val_f1"],
                                                             "seconds": m["seconds"]}
         _write_metrics(out, [row])
-        card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False}, sources, device)
+        card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn}, sources, device)
         write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
         return TrainResult(out, out / "model.joblib", 1, m, 1, False, True, opts.digest())
 
@@ -180,7 +216,7 @@ def train_model(
               stop_after_epochs=stop_after_epochs)
     if res.completed:
         card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
-                                  "stopped_early": res.stopped_early, "class_alpha": alpha.tolist()}, sources, device)
+                                  "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn}, sources, device)
         write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))
     return TrainResult(out, out / "model.pt", res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
                        res.completed, opts.digest())

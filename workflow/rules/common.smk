@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from pipeline.config import check_config
 from pipeline.search import is_local_catalog
+from pipeline.model_names import relearning_name, split_model_name
 
 
 # Clear messages naming the key and the allowed values, then Snakemake's own validation
@@ -41,12 +42,30 @@ def labels_input(wildcards):
 
 def train_json(wildcards):
     """The train section for the model of this job, with the class table."""
-    return json.dumps({**config["train"], "model": wildcards.model, "classes": config["classes"]})
+    return model_train_json(wildcards.model)
+
+
+def configured_model():
+    """The model `maps` builds: train.model, or {model}_relearn_{strategy} with train.relearning."""
+    return relearning_name(config["train"]["model"], config["train"]["relearning"])
+
+
+def relearning_input(wildcards):
+    """The first-stage model card of a relearning model ({model}_relearn_{strategy}; base =
+    train.relearning_base or {model}) in the same models folder; none for other models."""
+    model, strategy = split_model_name(wildcards.model)
+    if strategy == "none":
+        return {}
+    base = config["train"]["relearning_base"] or model
+    folder = f"results/{wildcards.aoi}"
+    if hasattr(wildcards, "experiment"):
+        folder = experiment_run_dir(wildcards.aoi, wildcards.experiment, wildcards.value)
+    return {"base": f"{folder}/models/{base}/model_card.json"}
 
 
 def maps_targets():
     """What `maps` builds: every AOI's map and accuracy report for the configured model."""
-    model = config["train"]["model"]
+    model = configured_model()
     return expand(
         [
             "results/{aoi}/maps/{model}/classes.tif",
@@ -55,3 +74,133 @@ def maps_targets():
         aoi=AOIS,
         model=model,
     )
+
+
+# ---- experiments (workflow/rules/experiments.smk) ------------------------------------------
+# A run of an experiment that equals the main training (label fraction and t of the train
+# section, cloud cover 100 = every date, every run of `compare`) reuses results/{aoi}/models,
+# maps and reports; the others live under results/{aoi}/experiments/{experiment}/{value}/.
+EXPERIMENT_SETTINGS = {  # experiment -> (config key of the values, config key of the models)
+    "compare": (None, "models"),
+    "label_fraction": ("label_fractions", "label_fraction_models"),
+    "time_length": ("time_lengths", "time_length_models"),
+    "cloud_cover": ("cloud_covers", "cloud_cover_models"),
+}
+EXPERIMENT_TRAIN_OPTION = {"label_fraction": "label_fraction", "time_length": "time_steps"}
+if "experiments" in AOIS:
+    raise ValueError("an AOI may not be named 'experiments' (results/experiments/ holds the experiment tables)")
+
+
+def model_train_json(model, overrides=None):
+    """The train section for `model` (+ overrides), with the class table; consistency_weight
+    only goes to semi_convlstm (the train stage rejects it for the other models)."""
+    model, strategy = split_model_name(model)  # {model}_relearn_{strategy}: relearning
+    options = {**config["train"], **(overrides or {}), "model": model, "relearning": strategy,
+               "classes": config["classes"]}
+    if strategy == "none":  # relearning-only settings do not change (rerun) the other models
+        for key in ("relearning_base", "segment_method", "segment_scale", "segment_size"):
+            options.pop(key, None)
+    if model != "semi_convlstm":
+        options.pop("consistency_weight", None)
+    # search_space: RF gets the RF keys, SVM the SVM keys (a key of neither goes to both, so the
+    # stage names it), the other models none - one section serves both baselines.
+    space = options.get("search_space") or {}
+    other = set().union(*(keys for name, keys in SEARCH_SPACE_KEYS.items() if name != model))
+    kept = {k: v for k, v in space.items() if model in SEARCH_SPACE_KEYS and k not in other}
+    options["search_space"] = kept or None
+    return json.dumps(options)
+
+
+SEARCH_SPACE_KEYS = {  # parameter names of pipeline.training.baselines.RF_SPACE / SVM_SPACE
+    "rf": {"n_estimators", "max_depth", "min_samples_split", "min_samples_leaf", "max_features"},
+    "svm": {"C", "gamma"},
+}
+
+
+def experiment_value(value):
+    """A parameter value as written in paths: 0.5 -> '0.5', 1.0 -> '1', 10 -> '10'."""
+    return f"{float(value):g}"
+
+
+def is_main_run(experiment, value):
+    """True when the run equals the main training of the train section (its outputs are reused)."""
+    if experiment == "compare":
+        return True
+    if experiment == "cloud_cover":
+        return float(value) >= 100
+    return float(value) == float(config["train"][EXPERIMENT_TRAIN_OPTION[experiment]])
+
+
+def experiment_run_dir(aoi, experiment, value):
+    """results/{aoi} for a main run, else results/{aoi}/experiments/{experiment}/{value}."""
+    if is_main_run(experiment, value):
+        return f"results/{aoi}"
+    return f"results/{aoi}/experiments/{experiment}/{experiment_value(value)}"
+
+
+def experiment_runs(experiment):
+    """Every run of an experiment, in table order (AOI, model, value as configured)."""
+    values_key, models_key = EXPERIMENT_SETTINGS[experiment]
+    section = config["experiments"]
+    values = [None] if values_key is None else section[values_key]
+    runs = []
+    for aoi in AOIS:
+        for model in section[models_key]:
+            for value in values:
+                folder = experiment_run_dir(aoi, experiment, value)
+                runs.append({"aoi": aoi, "model": model, "value": value,
+                             "accuracy": f"{folder}/reports/{model}/accuracy.json",
+                             "card": f"{folder}/models/{model}/model_card.json"})
+    return runs
+
+
+def experiment_inputs(wildcards):
+    """The accuracy.json and model cards of every run of the experiment of this job."""
+    runs = experiment_runs(wildcards.experiment)
+    return {"accuracy": [r["accuracy"] for r in runs], "cards": [r["card"] for r in runs]}
+
+
+def experiment_runs_json(wildcards):
+    """The runs of the experiment of this job as JSON (pipeline.experiments --runs)."""
+    return json.dumps(experiment_runs(wildcards.experiment))
+
+
+def experiment_features(wildcards):
+    """The features store of an experiment run: the cloud-cover subset, or the AOI's store."""
+    if wildcards.experiment == "cloud_cover":
+        return f"results/{wildcards.aoi}/experiments/cloud_cover/{wildcards.value}/features.zarr"
+    return f"results/{wildcards.aoi}/features.zarr"
+
+
+def experiment_train_json(wildcards):
+    """The train options of an experiment run: the train section with the varied option."""
+    option = EXPERIMENT_TRAIN_OPTION.get(wildcards.experiment)
+    overrides = {}
+    if option == "time_steps":
+        overrides = {option: int(float(wildcards.value))}
+    elif option is not None:
+        overrides = {option: float(wildcards.value)}
+    return model_train_json(wildcards.model, overrides)
+
+
+def cloud_subset_json(wildcards):
+    """Options of the cloud-cover subset of this job (threshold from the path)."""
+    return json.dumps({"max_cloud_cover": float(wildcards.value),
+                       "source": config["experiments"]["cloud_cover_source"],
+                       "min_dates": config["train"]["time_steps"] + 1})
+
+
+def experiment_tables(experiment):
+    """The table (CSV, JSON) and plot (PNG) of an experiment."""
+    return [f"results/experiments/{experiment}.{ext}" for ext in ("csv", "json", "png")]
+
+
+def experiments_report_tables(wildcards):
+    """Tables and plots of the experiments the comparison report shows (experiments.report)."""
+    return {"tables": [f"results/experiments/{e}.json" for e in config["experiments"]["report"]],
+            "plots": [f"results/experiments/{e}.png" for e in config["experiments"]["report"]]}
+
+
+def experiments_report_json():
+    """Options of the comparison report (the claims' margin)."""
+    return json.dumps({"claim_margin": config["experiments"]["claim_margin"]})

@@ -1,9 +1,11 @@
-# Train one model. The model card is written last and is the rule's output: the checkpoint in
+# Train one model ({model}_relearn_{strategy}: relearning on the first-stage model's card, an
+# extra input). The model card is written last and is the rule's output: the checkpoint in
 # the same folder survives a failed or killed job, so the rerun resumes from it.
 
 
 rule train_model:
     input:
+        unpack(relearning_input),
         features="results/{aoi}/features.zarr",
         labels="results/{aoi}/labels.zarr",
     output:

@@ -1,0 +1,160 @@
+"""The paper's two headline claims, checked on the numbers of an experiment run. Pure functions.
+
+1. *Beats the baselines* (section 4.2, Table 1): the Semi-ConvLSTM has a higher overall
+   accuracy, kappa and weighted F1 than RF and SVM, on every AOI.
+2. *Robust to few labels* (section 5.2, Fig. 10): when the labelled dates drop from 100 % to
+   10 %, the Semi-ConvLSTM's weighted F1 falls clearly less than the supervised ConvLSTM's:
+   ``loss_semi <= loss_convlstm - margin`` (loss = W-F1 at the full fraction minus W-F1 at the
+   smallest fraction <= 10 %).
+
+A claim per AOI is ``holds``, ``fails`` or ``not evaluated`` (runs missing); when it fails, the
+diagnosis lists what the numbers show (which metric, which classes lose, whether the
+supervised model loses at all), so the report says why instead of hiding it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["holds", "fails", "not evaluated"]
+METRICS = ("overall_accuracy", "kappa", "f1_weighted")
+_SHORT = {"overall_accuracy": "OA", "kappa": "kappa", "f1_weighted": "W-F1"}
+_NAMES = {"rf": "RF", "svm": "SVM", "pixel_lstm": "LSTM", "convlstm": "ConvLSTM", "semi_convlstm": "Semi-ConvLSTM"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The verdict on one claim for one AOI: ``status``, the claim text, the numbers behind it
+    (``evidence``) and, when it does not hold, what the numbers show (``diagnosis``)."""
+
+    name: str
+    aoi: str
+    status: Status
+    statement: str
+    evidence: str
+    diagnosis: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _name(model: str) -> str:
+    return _NAMES.get(model, model)
+
+
+def _aois(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for r in rows:
+        if r["aoi"] not in out:
+            out.append(r["aoi"])
+    return out
+
+
+def class_losses(model_row: Mapping[str, Any], other_row: Mapping[str, Any], *, top: int = 3) -> list[str]:
+    """The classes where ``model_row`` has a lower F1 than ``other_row``, largest support-weighted
+    loss first: "forest: F1 0.81 vs 0.93 (22 % of the reference pixels)"."""
+    pc, oc = model_row.get("per_class", {}), other_row.get("per_class", {})
+    total = sum((v.get("support") or 0) for v in pc.values()) or 1
+    losses = []
+    for name, v in pc.items():
+        support = v.get("support") or 0
+        f1, other = v.get("f1"), oc.get(name, {}).get("f1")
+        if support > 0 and f1 is not None and other is not None and f1 < other:
+            losses.append(((other - f1) * support / total, name, f1, other, support / total))
+    losses.sort(reverse=True)
+    return [f"{n}: F1 {f:.3f} vs {o:.3f} ({s * 100:.0f} % of the reference pixels)" for _, n, f, o, s in losses[:top]]
+
+
+def beats_baselines(rows: Sequence[Mapping[str, Any]], *, model: str = "semi_convlstm",
+                    baselines: Sequence[str] = ("rf", "svm"), metrics: Sequence[str] = METRICS) -> list[Claim]:
+    """Claim 1 per AOI from the ``compare`` rows (keys aoi, model, the metrics, per_class)."""
+    statement = f"{_name(model)} beats {' and '.join(_name(b) for b in baselines)} ({', '.join(_SHORT[m] for m in metrics)})"
+    out = []
+    for aoi in _aois(rows):
+        by_model = {r["model"]: r for r in rows if r["aoi"] == aoi}
+        missing = [m for m in (model, *baselines) if m not in by_model]
+        if missing:
+            out.append(Claim("beats_baselines", aoi, "not evaluated", statement,
+                             f"no run of {', '.join(missing)}; add them to experiments.models"))
+            continue
+        ours = by_model[model]
+        parts, lost = [], []
+        for m in metrics:
+            others = ", ".join(f"{_name(b)} {by_model[b][m]:.3f}" for b in baselines)
+            parts.append(f"{_SHORT[m]} {ours[m]:.3f} vs {others}")
+            lost += [(m, b) for b in baselines if not ours[m] > by_model[b][m]]
+        diagnosis: list[str] = []
+        if lost:
+            for m, b in lost:
+                diagnosis.append(f"{_SHORT[m]}: {_name(model)} {ours[m]:.3f} is not above {_name(b)} "
+                                 f"{by_model[b][m]:.3f} (difference {ours[m] - by_model[b][m]:+.3f})")
+            best = max(baselines, key=lambda b: by_model[b]["f1_weighted"])
+            losses = class_losses(ours, by_model[best])
+            if losses:
+                diagnosis.append(f"classes where {_name(model)} is below {_name(best)}: " + "; ".join(losses))
+            if by_model[best]["f1_weighted"] >= 0.95:
+                diagnosis.append(f"{_name(best)} already reaches W-F1 {by_model[best]['f1_weighted']:.3f}: the classes "
+                                 "are separable from the single-date features, which leaves the temporal and spatial "
+                                 "context of the ConvLSTM little to add")
+        out.append(Claim("beats_baselines", aoi, "fails" if lost else "holds", statement, "; ".join(parts),
+                         tuple(diagnosis)))
+    return out
+
+
+def loses_less_with_few_labels(rows: Sequence[Mapping[str, Any]], *, model: str = "semi_convlstm",
+                               supervised: str = "convlstm", metric: str = "f1_weighted", fraction: float = 0.1,
+                               margin: float = 0.02) -> list[Claim]:
+    """Claim 2 per AOI from the ``label_fraction`` rows (keys aoi, model, value = label fraction,
+    the metric, per_class): ``loss(model) <= loss(supervised) - margin`` between the largest
+    fraction and the smallest fraction <= ``fraction`` that both models ran."""
+    statement = (f"at {fraction * 100:g} % of the labelled dates, {_name(model)} loses clearly less {_SHORT[metric]} "
+                 f"than {_name(supervised)} (by at least {margin:g})")
+    out = []
+    for aoi in _aois(rows):
+        runs = {(r["model"], r["value"]): r for r in rows if r["aoi"] == aoi}
+        common = sorted({v for (m, v) in runs if m == model} & {v for (m, v) in runs if m == supervised})
+        low = [v for v in common if v <= fraction + 1e-9]
+        if not low or len(common) < 2:
+            out.append(Claim("robust_to_few_labels", aoi, "not evaluated", statement,
+                             f"needs runs of {_name(model)} and {_name(supervised)} at 100 % and at <= {fraction * 100:g} % "
+                             f"of the labels (common fractions: {common}); add them to experiments.label_fractions "
+                             f"and experiments.label_fraction_models"))
+            continue
+        hi, lo = common[-1], low[0]
+        ours = runs[(model, hi)][metric], runs[(model, lo)][metric]
+        sup = runs[(supervised, hi)][metric], runs[(supervised, lo)][metric]
+        loss_ours, loss_sup = ours[0] - ours[1], sup[0] - sup[1]
+        holds = loss_ours <= loss_sup - margin
+        evidence = (f"{_SHORT[metric]} {hi * 100:g} % -> {lo * 100:g} %: {_name(model)} {ours[0]:.3f} -> {ours[1]:.3f} "
+                    f"(loss {loss_ours:+.3f}), {_name(supervised)} {sup[0]:.3f} -> {sup[1]:.3f} (loss {loss_sup:+.3f}); "
+                    f"margin {margin:g}")
+        diagnosis: list[str] = []
+        if not holds:
+            if loss_sup < margin:
+                diagnosis.append(f"{_name(supervised)} itself loses only {loss_sup:+.3f} {_SHORT[metric]} at "
+                                 f"{lo * 100:g} % of the labels (less than the margin {margin:g}): removing labelled "
+                                 f"dates hardly hurts the supervised model on this data, so there is no gap for the "
+                                 f"consistency loss to close")
+            if loss_ours > loss_sup:
+                diagnosis.append(f"{_name(model)} loses more than {_name(supervised)} "
+                                 f"({loss_ours:+.3f} vs {loss_sup:+.3f})")
+            elif loss_sup >= margin:
+                diagnosis.append(f"{_name(model)} loses {loss_ours:+.3f}, only {loss_sup - loss_ours:.3f} less than "
+                                 f"{_name(supervised)} (margin {margin:g})")
+            losses = class_losses(runs[(model, lo)], runs[(supervised, lo)])
+            if losses:
+                diagnosis.append(f"classes where {_name(model)} is below {_name(supervised)} at {lo * 100:g} %: "
+                                 + "; ".join(losses))
+        out.append(Claim("robust_to_few_labels", aoi, "holds" if holds else "fails", statement, evidence,
+                         tuple(diagnosis)))
+    return out
+
+
+def overall(claims: Sequence[Claim]) -> Status:
+    """One verdict over AOIs: ``fails`` if any AOI fails, ``not evaluated`` if none was
+    evaluated or some were not, else ``holds``."""
+    statuses = {c.status for c in claims}
+    if "fails" in statuses:
+        return "fails"
+    if not claims or "not evaluated" in statuses:
+        return "not evaluated"
+    return "holds"

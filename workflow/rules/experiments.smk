@@ -1,0 +1,205 @@
+# The paper's experiments as targets: compare (Table 1), label_fraction (Fig. 10), time_length
+# (Fig. 9), cloud_cover (Fig. 11); `experiments` = all four and the comparison report.
+# A run of an experiment is the usual train -> predict -> evaluate chain with one parameter taken
+# from the path, under results/{aoi}/experiments/{experiment}/{value}/; runs equal to the main
+# training reuse results/{aoi}/models|maps|reports (see common.smk). The cloud-cover runs train on
+# a features store holding only the dates below the threshold (pipeline.cloud_subset), so the
+# stages themselves know nothing of experiments. Changing one value reruns only its branch and
+# the tables that list it.
+
+
+rule subset_features:
+    input:
+        features="results/{aoi}/features.zarr",
+        frozen="results/{aoi}/items.json",
+    output:
+        features=directory("results/{aoi}/experiments/cloud_cover/{value}/features.zarr"),
+    params:
+        options=cloud_subset_json,
+    wildcard_constraints:
+        value=r"[0-9]+(\.[0-9]+)?",
+    log:
+        "logs/subset_features/{aoi}/{value}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/features.yaml"
+    shell:
+        "python -m pipeline.cloud_subset --features {input.features} --items {input.frozen}"
+        " --out {output.features} --options {params.options:q} > {log} 2>&1"
+
+
+rule train_experiment_model:
+    input:
+        unpack(relearning_input),
+        features=experiment_features,
+        labels="results/{aoi}/labels.zarr",
+    output:
+        card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
+    params:
+        options=experiment_train_json,
+        folder=subpath(output.card, parent=True),
+    wildcard_constraints:
+        experiment="label_fraction|time_length|cloud_cover",
+        value=r"[0-9]+(\.[0-9]+)?",
+    log:
+        "logs/train_experiment_model/{aoi}/{experiment}/{value}/{model}.log",
+    benchmark:
+        "benchmarks/train_experiment_model/{aoi}/{experiment}/{value}/{model}.tsv"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m pipeline.train --features {input.features} --labels {input.labels}"
+        " --out {params.folder} --options {params.options:q} --threads {threads} > {log} 2>&1"
+
+
+rule predict_experiment_map:
+    input:
+        features=experiment_features,
+        card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
+    output:
+        classes="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.tif",
+        probabilities="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/probabilities.tif",
+        confidence="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/confidence.tif",
+        valid_count="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/valid_count.tif",
+        style="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.qml",
+        item="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/item.json",
+    params:
+        options=section_json("predict"),
+        model=subpath(input.card, parent=True),
+        folder=subpath(output.classes, parent=True),
+    wildcard_constraints:
+        experiment="label_fraction|time_length|cloud_cover",
+        value=r"[0-9]+(\.[0-9]+)?",
+    log:
+        "logs/predict_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
+    benchmark:
+        "benchmarks/predict_experiment_map/{aoi}/{experiment}/{value}/{model}.tsv"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m pipeline.predict --features {input.features} --model {params.model}"
+        " --out {params.folder} --name {wildcards.aoi} --options {params.options:q}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule evaluate_experiment_map:
+    input:
+        classes="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.tif",
+        cube="results/{aoi}/cube.zarr",
+        card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
+        labels="results/{aoi}/labels.zarr",
+    output:
+        accuracy="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/accuracy.json",
+        report="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/report.html",
+    params:
+        labels=section_json("labels"),
+        classes=section_json("classes"),
+        options=section_json("evaluation"),
+        model=subpath(input.card, parent=True),
+        folder=subpath(output.accuracy, parent=True),
+    wildcard_constraints:
+        experiment="label_fraction|time_length|cloud_cover",
+        value=r"[0-9]+(\.[0-9]+)?",
+    log:
+        "logs/evaluate_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {params.labels:q}"
+        " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
+        " --out {params.folder} > {log} 2>&1"
+
+
+rule aggregate_experiment:
+    input:
+        unpack(experiment_inputs),
+    output:
+        table=report(
+            "results/experiments/{experiment}.csv",
+            caption="../report/experiment.rst",
+            category="Experiments",
+            subcategory="{experiment}",
+        ),
+        json="results/experiments/{experiment}.json",
+        plot=report(
+            "results/experiments/{experiment}.png",
+            caption="../report/experiment.rst",
+            category="Experiments",
+            subcategory="{experiment}",
+        ),
+    params:
+        runs=experiment_runs_json,
+    wildcard_constraints:
+        experiment="compare|label_fraction|time_length|cloud_cover",
+    log:
+        "logs/aggregate_experiment/{experiment}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m pipeline.experiments --experiment {wildcards.experiment} --runs {params.runs:q}"
+        " --csv {output.table} --json {output.json} --png {output.plot} > {log} 2>&1"
+
+
+rule report_experiments:
+    input:
+        unpack(experiments_report_tables),
+    output:
+        report=report(
+            "results/experiments/report.html",
+            caption="../report/experiments_report.rst",
+            category="Experiments",
+        ),
+    params:
+        options=experiments_report_json(),
+    log:
+        "logs/report_experiments.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m pipeline.report.compare --tables {input.tables} --out {output.report}"
+        " --options {params.options:q} > {log} 2>&1"
+
+
+rule compare:
+    input:
+        experiment_tables("compare"),
+
+
+rule label_fraction:
+    input:
+        experiment_tables("label_fraction"),
+
+
+rule time_length:
+    input:
+        experiment_tables("time_length"),
+
+
+rule cloud_cover:
+    input:
+        experiment_tables("cloud_cover"),
+
+
+rule experiments:
+    input:
+        [experiment_tables(e) for e in EXPERIMENT_SETTINGS],
+        "results/experiments/report.html",
