@@ -204,3 +204,9 @@ def experiments_report_tables(wildcards):
 def experiments_report_json():
     """Options of the comparison report (the claims' margin)."""
     return json.dumps({"claim_margin": config["experiments"]["claim_margin"]})
+
+
+def experiment_evaluation_json():
+    """The evaluation section for experiment runs: no area-adjusted sample (the experiment tables
+    use OA, kappa and F1 against the full reference of the map date; the main runs keep it)."""
+    return json.dumps({**config["evaluation"], "sample_reference": "none"})

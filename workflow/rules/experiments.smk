@@ -104,7 +104,7 @@ rule evaluate_experiment_map:
     params:
         labels=section_json("labels"),
         classes=section_json("classes"),
-        options=section_json("evaluation"),
+        options=experiment_evaluation_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.accuracy, parent=True),
     wildcard_constraints:
