@@ -119,16 +119,31 @@ def run_row(experiment: Experiment, run: Run, accuracy: Mapping[str, Any],
     if missing:
         raise AccuracyError(f"{run.accuracy} lacks {missing}; rerun evaluate_map for {run.aoi}/{run.model}")
     per_class = {name: {"f1": v.get("f1"), "support": v.get("support")} for name, v in accuracy["per_class"].items()}
-    dates = None
+    dates, training = None, None
     if card is not None:
         dates = card.get("data", {}).get("shape", {}).get("time")
+        training = training_facts(card)
     return {
         "experiment": experiment.name, "aoi": run.aoi, "model": run.model, "value": run.value,
         "label": experiment.label(run.value),
         **{m: float(accuracy[m]) for m in METRICS},
         "evaluated_pixels": accuracy.get("evaluated_pixels"), "dates": dates,
-        "map_date": accuracy.get("map_date"), "per_class": per_class,
+        "map_date": accuracy.get("map_date"), "per_class": per_class, "training": training,
     }
+
+
+TRAINING_OPTIONS = ("epochs", "max_windows_per_epoch", "label_fraction", "time_steps", "loss_normalization",
+                    "consistency_weight")
+
+
+def training_facts(card: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model card says about the training run: best epoch, epochs run, early stop, the
+    validation OA / F1 of the best epoch and the options that set the training budget."""
+    metrics = card.get("metrics") or {}
+    options = card.get("options") or {}
+    return {"best_epoch": card.get("best_epoch"), "epochs_run": card.get("epochs_run"),
+            "stopped_early": card.get("stopped_early"), "val_oa": metrics.get("val_oa"),
+            "val_f1": metrics.get("val_f1"), **{k: options.get(k) for k in TRAINING_OPTIONS}}
 
 
 def build_table(experiment: ExperimentName | str, runs: Sequence[Run],

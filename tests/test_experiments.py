@@ -192,6 +192,16 @@ def test_claim_loses_less_with_few_labels() -> None:
     flat = {**FRACTIONS, ("convlstm", 0.1): 0.90}
     text = " ".join(loses_less_with_few_labels(fraction_rows(flat))[0].diagnosis)
     assert "ConvLSTM itself loses only +0.000" in text and "loses more than ConvLSTM" in text
+    # the model cards' training facts are part of the diagnosis
+    card = {"best_epoch": 6, "epochs_run": 11, "stopped_early": True, "metrics": {"val_oa": 0.382},
+            "options": {"epochs": 12, "max_windows_per_epoch": 48, "label_fraction": 0.1}}
+    rows = fraction_rows(flat)
+    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
+                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    assert rows[-1]["training"]["max_windows_per_epoch"] == 48 and rows[-1]["training"]["val_oa"] == 0.382
+    text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    assert "Semi-ConvLSTM at 10 %: best epoch 6 of 11 run (stopped early), validation OA 0.382" in text
+    assert "max_windows_per_epoch=48 windows per epoch (12 epochs)" in text
     # no run at <= 10 %: not evaluated
     partial = {k: v for k, v in FRACTIONS.items() if k[1] != 0.1}
     assert loses_less_with_few_labels(fraction_rows(partial))[0].status == "not evaluated"

@@ -14,6 +14,7 @@ supervised model loses at all), so the report says why instead of hiding it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,6 +92,9 @@ def beats_baselines(rows: Sequence[Mapping[str, Any]], *, model: str = "semi_con
             losses = class_losses(ours, by_model[best])
             if losses:
                 diagnosis.append(f"classes where {_name(model)} is below {_name(best)}: " + "; ".join(losses))
+            line = _training_line(ours, _name(model))
+            if line:
+                diagnosis.append(line)
             if by_model[best]["f1_weighted"] >= 0.95:
                 diagnosis.append(f"{_name(best)} already reaches W-F1 {by_model[best]['f1_weighted']:.3f}: the classes "
                                  "are separable from the single-date features, which leaves the temporal and spatial "
@@ -144,9 +148,39 @@ def loses_less_with_few_labels(rows: Sequence[Mapping[str, Any]], *, model: str 
             if losses:
                 diagnosis.append(f"classes where {_name(model)} is below {_name(supervised)} at {lo * 100:g} %: "
                                  + "; ".join(losses))
+            diagnosis += training_notes(runs[(model, lo)], runs[(supervised, lo)], fraction=lo)
         out.append(Claim("robust_to_few_labels", aoi, "holds" if holds else "fails", statement, evidence,
                          tuple(diagnosis)))
     return out
+
+
+def _training_line(row: Mapping[str, Any], what: str) -> str | None:
+    t = row.get("training") or {}
+    if t.get("best_epoch") is None:
+        return None
+    val = t.get("val_oa")
+    val_text = f", validation OA {val:.3f}" if isinstance(val, int | float) and math.isfinite(val) else ""
+    stop = " (stopped early)" if t.get("stopped_early") else ""
+    return f"{what}: best epoch {t['best_epoch']} of {t.get('epochs_run')} run{stop}{val_text}"
+
+
+def training_notes(model_row: Mapping[str, Any], supervised_row: Mapping[str, Any], *, fraction: float) -> list[str]:
+    """What the model cards say about the two training runs at ``fraction`` of the labels (rows
+    with a ``training`` entry, see :func:`pipeline.experiments.training_facts`)."""
+    notes = [line for line in (
+        _training_line(model_row, f"{_name(model_row['model'])} at {fraction * 100:g} %"),
+        _training_line(supervised_row, f"{_name(supervised_row['model'])} at {fraction * 100:g} %")) if line]
+    cap = (model_row.get("training") or {}).get("max_windows_per_epoch")
+    epochs = (model_row.get("training") or {}).get("epochs")
+    if cap and model_row["model"] == "semi_convlstm":
+        notes.append(
+            f"training budget: both draw at most max_windows_per_epoch={cap} windows per epoch ({epochs} epochs), but "
+            f"the Semi-ConvLSTM draws them from every window with data (the consistency term needs no label) while "
+            f"the ConvLSTM draws only windows ending at a labelled date; with {fraction * 100:g} % of the labelled "
+            f"dates most of the Semi-ConvLSTM's windows carry no label, so it sees far fewer labelled windows than "
+            f"the ConvLSTM in the same budget: the comparison is unequal, and these numbers cannot separate the "
+            f"effect of the consistency loss from that of the smaller supervised budget")
+    return notes
 
 
 def overall(claims: Sequence[Claim]) -> Status:
