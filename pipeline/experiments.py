@@ -133,7 +133,7 @@ def run_row(experiment: Experiment, run: Run, accuracy: Mapping[str, Any],
 
 
 TRAINING_OPTIONS = ("epochs", "max_windows_per_epoch", "label_fraction", "time_steps", "loss_normalization",
-                    "consistency_weight")
+                    "consistency_weight", "search_space", "n_iter")
 
 
 def training_facts(card: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,6 +178,8 @@ def table_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     writer.writeheader()
     for row in rows:
         flat = {k: ("" if row.get(k) is None else row[k]) for k in base}
+        if row.get("value") is not None:
+            flat["value"] = f"{row['value']:g}"  # 1.0 -> 1, 0.5 -> 0.5, t 6.0 -> 6
         for c in classes:
             f1 = row["per_class"].get(c, {}).get("f1")
             flat[f"f1_{c}"] = "" if f1 is None else f1

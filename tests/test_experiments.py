@@ -217,6 +217,7 @@ def test_report_contains_every_table_and_claims(tables: dict[str, Path], tmp_pat
     assert "<td>Semi-ConvLSTM</td><td>0.950</td><td>0.900</td><td>0.940</td>" in text  # Table 1 row
     assert "<td>demo</td><td>ConvLSTM</td><td>10 %</td><td>0.710</td><td>0.600</td><td>0.700</td>" in text
     assert text.count("HOLDS") == 4 and "DOES NOT HOLD" not in text
+    assert "Training runs (from the model cards" in text
     # only compare: the label claim is reported as not evaluated, not hidden
     only = compare.report_html(compare.load_tables([tables["compare"]]), compare.ReportOptions())
     assert "NOT EVALUATED" in only and "run `snakemake label_fraction`" in only

@@ -97,8 +97,8 @@ def beats_baselines(rows: Sequence[Mapping[str, Any]], *, model: str = "semi_con
                 diagnosis.append(line)
             if by_model[best]["f1_weighted"] >= 0.95:
                 diagnosis.append(f"{_name(best)} already reaches W-F1 {by_model[best]['f1_weighted']:.3f}: the classes "
-                                 "are separable from the single-date features, which leaves the temporal and spatial "
-                                 "context of the ConvLSTM little to add")
+                                 "are separable pixel by pixel from the features of the window, which leaves the "
+                                 "spatial context and the consistency term of the Semi-ConvLSTM little to add")
         out.append(Claim("beats_baselines", aoi, "fails" if lost else "holds", statement, "; ".join(parts),
                          tuple(diagnosis)))
     return out

@@ -130,6 +130,16 @@ def compare_html(table: Mapping[str, Any]) -> str:
         parts.append(table_html(["classifier", *classes],
                                 [[_model(r["model"]), *(r["per_class"].get(c, {}).get("f1") for c in classes)]
                                  for r in sub]))
+        trained = [r for r in sub if r.get("training")]
+        if trained:
+            parts.append("<p class='note'>Training runs (from the model cards; validation = the spatial validation "
+                         "blocks of the training dates):</p>")
+            parts.append(table_html(
+                ["classifier", "best epoch", "epochs run", "stopped early", "validation OA", "search space"],
+                [[_model(r["model"]), r["training"].get("best_epoch"), r["training"].get("epochs_run"),
+                  str(bool(r["training"].get("stopped_early"))).lower(), r["training"].get("val_oa"),
+                  json.dumps(r["training"].get("search_space")) if r["model"] in ("rf", "svm") else "-"]
+                 for r in trained]))
     return "".join(parts)
 
 
