@@ -136,3 +136,35 @@ def test_window_source_gathers_the_right_values() -> None:
     assert torch.equal(pb.x[1], feats[0:3, :, 7, 0].float())
     assert pb.target.tolist() == [labels[4, 1, 2].item(), labels[2, 7, 0].item()]
     assert pb.usable.tolist() == [False, True]
+
+
+def test_epoch_order_draws_the_same_labelled_budget_whatever_the_unlabelled_share() -> None:
+    """The cap counts labelled windows; unlabelled ones come on top at the configured ratio, so a
+    semi-supervised source (mostly unlabelled windows) gets as many labelled windows as a
+    supervised one - the cap used to be filled at random, starving it of labels."""
+    from pipeline.training.batches import epoch_order
+
+    labelled = torch.zeros(400, dtype=torch.bool)
+    labelled[::14] = True  # 29 labelled windows, ~7 % as at 10 % labels on the demo
+    gen = torch.Generator().manual_seed(0)
+    order = epoch_order(labelled, budget=20, unlabelled_ratio=1.5, generator=gen)
+    assert order.unique().numel() == order.numel() == 20 + 30
+    assert int(labelled[order].sum()) == 20
+    # fewer labelled windows than the budget: all of them, and ratio x as many unlabelled
+    order = epoch_order(labelled, budget=48, unlabelled_ratio=1.0, generator=gen)
+    assert int(labelled[order].sum()) == 29 and order.numel() == 58
+    # shuffled: the labelled ones are not all first
+    assert not bool(labelled[order[:29]].all())
+    # ratio 0: labelled windows only
+    assert bool(labelled[epoch_order(labelled, budget=10, unlabelled_ratio=0.0, generator=gen)].all())
+    # no budget: every window once
+    assert sorted(epoch_order(labelled, budget=None, unlabelled_ratio=1.0, generator=gen).tolist()) == list(range(400))
+
+
+def test_epoch_order_of_a_labelled_only_source_is_the_plain_shuffle() -> None:
+    """Supervised sources keep their order (and so their trained weights) exactly."""
+    from pipeline.training.batches import epoch_order
+
+    labelled = torch.ones(100, dtype=torch.bool)
+    got = epoch_order(labelled, budget=30, unlabelled_ratio=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(got, torch.randperm(100, generator=torch.Generator().manual_seed(5))[:30])

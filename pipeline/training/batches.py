@@ -31,17 +31,23 @@ class WindowSource:
     ``windows``: (N, 3) (end, y, x) or (N, 4) with the patch origin index last. ``patch``
     (ph, pw): (y, x) is a patch corner; None: (y, x) is a pixel. ``owned`` (M, ph, pw) bool,
     indexed by the origin index, restricts the scored pixels (validation de-duplication).
+    ``labelled`` (N,) bool: windows holding at least one label (default: all), which
+    :func:`epoch_order` draws separately from the unlabelled ones.
     """
 
     def __init__(
         self, features: Tensor, labels: Tensor, usable: Tensor, windows: np.ndarray, *, time_steps: int,
-        patch: tuple[int, int] | None, owned: Tensor | None = None,
+        patch: tuple[int, int] | None, owned: Tensor | None = None, labelled: np.ndarray | None = None,
     ) -> None:
         self.features, self.labels, self.usable = features, labels, usable
         self.windows = torch.as_tensor(windows, dtype=torch.int64)
         self.t = time_steps
         self.patch = patch
         self.owned = owned
+        n = int(self.windows.shape[0])
+        self.labelled = torch.ones(n, dtype=torch.bool) if labelled is None else torch.as_tensor(labelled, dtype=torch.bool)
+        if self.labelled.shape != (n,):
+            raise ValueError(f"labelled has shape {tuple(self.labelled.shape)}, expected ({n},)")
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
@@ -69,3 +75,27 @@ class WindowSource:
             ts_.append(target)
             us_.append(usable)
         return Batch(torch.stack(xs_).float(), torch.stack(ts_), torch.stack(us_))
+
+
+def epoch_order(labelled: Tensor, *, budget: int | None, unlabelled_ratio: float,
+                generator: torch.Generator) -> Tensor:
+    """Window indices (n,) int64 to visit in one epoch, shuffled with ``generator``.
+
+    ``labelled`` (N,) bool marks windows holding a training label. ``budget`` None: every
+    window. Otherwise at most ``budget`` labelled windows plus ``round(unlabelled_ratio *
+    n_labelled_drawn)`` unlabelled ones (only where the source has some: the semi-supervised
+    model), so every model sees the same number of labelled windows per epoch whatever the
+    share of unlabelled windows in its source. A source of labelled windows only gives
+    ``randperm(N)[:budget]``.
+    """
+    n = int(labelled.shape[0])
+    if budget is None or bool(labelled.all()):
+        order = torch.randperm(n, generator=generator)
+        return order if budget is None else order[:budget]
+    lab = torch.nonzero(labelled).flatten()
+    unl = torch.nonzero(~labelled).flatten()
+    lab = lab[torch.randperm(lab.numel(), generator=generator)[:budget]]
+    n_unl = min(unl.numel(), round(unlabelled_ratio * lab.numel()))
+    unl = unl[torch.randperm(unl.numel(), generator=generator)[:n_unl]]
+    both = torch.cat([lab, unl])
+    return both[torch.randperm(both.numel(), generator=generator)]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.atomic import write_text_atomic
 from pipeline.training.augment import perturb
-from pipeline.training.batches import WindowSource
+from pipeline.training.batches import WindowSource, epoch_order
 from pipeline.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -102,9 +102,8 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
                  device: torch.device, generator: torch.Generator, w: float, alpha: Tensor | None,
                  batch_size: int, channel_std: Tensor, desc: str) -> tuple[dict[str, float], int]:
     model.train()
-    order = torch.randperm(len(src), generator=generator)
-    if options.max_windows_per_epoch is not None:
-        order = order[: options.max_windows_per_epoch]
+    order = epoch_order(src.labelled, budget=options.max_windows_per_epoch,
+                        unlabelled_ratio=options.unlabelled_window_ratio, generator=generator)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     steps = 0
     noise = {"noise_std": options.noise_std, "jitter": options.temporal_jitter, "channel_std": channel_std}

@@ -68,7 +68,11 @@ class TrainOptions:
         map is made for and evaluated on (the paper's test setting); on by default.
     use_valid_mask: also treat pixels flagged invalid (cloud/shadow per QA) as missing; off by
         default because cloud and shadow are classes of the paper.
-    max_windows_per_epoch: cap on training windows per epoch (null = all).
+    max_windows_per_epoch: cap on training windows holding a training label per epoch (null =
+        all windows). unlabelled_window_ratio (semi_convlstm only): with that cap, windows
+        without any training label (consistency loss only) drawn per labelled window, so the
+        semi-supervised model sees as many labelled windows as the supervised ones plus
+        ``ratio`` times as many unlabelled ones.
     max_pixels_per_class, n_iter, cv_folds, search_space: rf/svm sampling and random search;
         search_space replaces lists of the paper's grid, e.g. {"n_estimators": [50, 100]}.
     unet_depth (3): pooling levels of the UNet models; unet_width (32): channels of their
@@ -120,6 +124,7 @@ class TrainOptions:
     use_valid_mask: bool = False
     holdout_last_date: bool = True
     max_windows_per_epoch: int | None = None
+    unlabelled_window_ratio: float = 1.0
     max_pixels_per_class: int = 2000
     n_iter: int = 10
     cv_folds: int = 3
@@ -179,6 +184,7 @@ _FLOAT_RANGE = {  # name -> (low, high, low_inclusive, high_inclusive)
     "dropout": (0.0, 1.0, True, False), "noise_std": (0.0, 10.0, True, True),
     "temporal_jitter": (0.0, 1.0, True, False), "val_fraction": (0.0, 1.0, True, False),
     "label_fraction": (0.0, 1.0, False, True), "segment_scale": (0.0, 1e6, False, True),
+    "unlabelled_window_ratio": (0.0, 1000.0, True, True),
 }
 _CHOICES = {
     "model": get_args(ModelName), "scheduler": ("none", "cosine", "plateau"),

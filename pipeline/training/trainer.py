@@ -93,6 +93,15 @@ def split_labels(data: TrainingData, split: SpatialSplit, ends: np.ndarray, opti
     return train, val
 
 
+def _rows_in(rows: np.ndarray, subset: np.ndarray) -> np.ndarray:
+    """(N,) bool: which rows of ``rows`` (N, k) int64 also occur in ``subset`` (M, k) int64."""
+    if not subset.size:
+        return np.zeros(len(rows), dtype=bool)
+    k = rows.shape[1]
+    view = np.dtype([(f"c{i}", np.int64) for i in range(k)])
+    return np.isin(np.ascontiguousarray(rows).view(view).ravel(), np.ascontiguousarray(subset).view(view).ravel())
+
+
 def data_digest(data: TrainingData) -> str:
     """sha256 of the training arrays (features, usable mask, labels) and dates.
 
@@ -204,14 +213,16 @@ def train_model(
         tw = patch_windows(split.train_origins, ends, keep, patch=split.patch)
         if not (tw.size and (train_labels >= 0).any()):
             raise TrainingError("no training patch holds a labelled pixel; lower 'patch' or 'buffer', or add labels")
+        labelled = _rows_in(tw, patch_windows(split.train_origins, ends, train_labels >= 0, patch=split.patch))
         vw = patch_windows(split.val_origins, ends, val_labels >= 0, patch=split.patch)
         owned = torch.from_numpy(split.val_owned).to(data_dev)
-        train_src = WindowSource(feats, tr_lab, usable, tw, time_steps=opts.time_steps, patch=split.patch)
+        train_src = WindowSource(feats, tr_lab, usable, tw, time_steps=opts.time_steps, patch=split.patch,
+                                 labelled=labelled)
         val_src = WindowSource(feats, va_lab, usable, vw, time_steps=opts.time_steps, patch=split.patch, owned=owned)
     if len(val_src) == 0 and opts.val_fraction > 0:
         log.warning("the validation blocks hold no labelled pixel; change 'seed' or 'block_size' for a useful split")
-    log.info("%s on %s: %d training / %d validation windows, t=%d, %d classes", opts.model, device,
-             len(train_src), len(val_src), opts.time_steps, k)
+    log.info("%s on %s: %d training windows (%d with a label) / %d validation windows, t=%d, %d classes",
+             opts.model, device, len(train_src), int(train_src.labelled.sum()), len(val_src), opts.time_steps, k)
     res = fit(model, train_src, val_src, options=opts, out_dir=out, device=device, alpha=alpha_used, meta=meta,
               stop_after_epochs=stop_after_epochs)
     if res.completed:

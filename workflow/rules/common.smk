@@ -100,8 +100,9 @@ def model_train_json(model, overrides=None):
     if strategy == "none":  # relearning-only settings do not change (rerun) the other models
         for key in ("relearning_base", "segment_method", "segment_scale", "segment_size"):
             options.pop(key, None)
-    if model != "semi_convlstm":
+    if model != "semi_convlstm":  # semi-supervised settings do not change (rerun) the others
         options.pop("consistency_weight", None)
+        options.pop("unlabelled_window_ratio", None)
     # search_space: RF gets the RF keys, SVM the SVM keys (a key of neither goes to both, so the
     # stage names it), the other models none - one section serves both baselines.
     space = options.get("search_space") or {}
