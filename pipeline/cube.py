@@ -28,7 +28,7 @@ from pipeline.config import parse_options
 from pipeline.errors import AssetReadError, CubeError
 from pipeline.raster.gdal_env import configure_gdal
 from pipeline.raster.load import CubeOptions, build_cube
-from pipeline.raster import zarr_io  # noqa: F401 - zarr warning filters
+from pipeline.raster.zarr_io import manifest_attrs, seal_store  # also: zarr warning filters
 from pipeline.raster.sensors import SensorOptions
 from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
@@ -82,6 +82,7 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
                 for v in ("reflectance", "qa", "valid")}
     skipped: list[str] = list(left_out or [])
     failed: set[int] = set()
+    cube = cube.assign_attrs(manifest_attrs())
     with atomic_path(out) as tmp:
         cube.to_zarr(tmp, mode="w", compute=False, consolidated=False, encoding=encoding)
         timed = [v for v in cube.data_vars if "time" in cube[v].dims] + ["item_ids"]
@@ -132,6 +133,7 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
             group = zarr.open_group(tmp, mode="r+")
             group.attrs.update(attrs)
             zarr.consolidate_metadata(tmp)
+        seal_store(tmp)  # last: the store's files are all there
     log.info("wrote %s with %d dates (%d left out)", out, len(keep), len(skipped))
     return skipped
 

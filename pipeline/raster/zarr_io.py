@@ -14,18 +14,29 @@ centres in that CRS):
     ``features`` (time, channel, y, x) float16, ``valid`` (time, y, x) bool.
 ``labels.zarr`` (stage ``pipeline.labels``)
     ``labels`` (time, y, x) uint8 class ids of the class table, 0 = unlabelled (ignored).
+
+Completion manifest: every store written here ends with ``.pipeline-complete.json`` (number
+and bytes of its files), written last, before the store is renamed into place, and its root
+attrs name it (``completion_manifest``). A store whose files no longer add up - typically a
+run killed while Snakemake was deleting the old store before a rerun (``shutil.rmtree`` is not
+atomic) - is refused by :func:`open_store` and set aside by :func:`set_aside_incomplete_stores`
+(called by the Snakefile), so Snakemake rebuilds it instead of passing half a store downstream
+(a Zarr array reads missing chunks as fill values, silently).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import xarray as xr
+import zarr
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import TMP_MARK, atomic_path
 from pipeline.errors import GridError, PipelineError
 
 log = logging.getLogger(__name__)
@@ -36,25 +47,130 @@ warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specificati
 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
 
 
+MANIFEST_NAME = ".pipeline-complete.json"
+MANIFEST_ATTR = "completion_manifest"
+
+
+# not part of the data: the manifest itself, and the file Snakemake touches in directory outputs
+_NOT_COUNTED = (MANIFEST_NAME, ".snakemake_timestamp")
+
+
+def _inventory(store: Path) -> tuple[int, int]:
+    """(number of files, total bytes) of ``store``, its manifest and Snakemake's timestamp left out."""
+    files = size = 0
+    for root, _dirs, names in os.walk(store):
+        for name in names:
+            if name in _NOT_COUNTED and Path(root) == store:
+                continue
+            files += 1
+            size += os.stat(os.path.join(root, name)).st_size
+    return files, size
+
+
+def seal_store(store: str | os.PathLike[str]) -> None:
+    """Write the completion manifest of a finished store: the last write before its rename.
+
+    The store's root attrs must already name the manifest (``completion_manifest``: see
+    :func:`manifest_attrs`).
+    """
+    store = Path(store)
+    files, size = _inventory(store)
+    with open(store / MANIFEST_NAME, "w", encoding="utf-8") as fh:
+        json.dump({"files": files, "bytes": size}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def manifest_attrs() -> dict[str, str]:
+    """Root attrs announcing the completion manifest (so its absence is noticed)."""
+    return {MANIFEST_ATTR: MANIFEST_NAME}
+
+
+def store_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the store at ``path`` is not a complete store written by the pipeline, or None.
+
+    Stores without the ``completion_manifest`` attr (written by other tools or older versions)
+    are not checked.
+    """
+    store = Path(path)
+    if not store.is_dir():
+        return "it is not a folder"
+    try:
+        attrs = dict(zarr.open_group(store, mode="r").attrs)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the root metadata means the same
+        return f"its root metadata cannot be read ({type(exc).__name__})"
+    if MANIFEST_ATTR not in attrs:
+        return None
+    try:
+        manifest = json.loads((store / MANIFEST_NAME).read_text(encoding="utf-8"))
+        expected = (int(manifest["files"]), int(manifest["bytes"]))
+    except FileNotFoundError:
+        return "its completion manifest is missing"
+    except (ValueError, KeyError, TypeError):
+        return "its completion manifest is unreadable"
+    got = _inventory(store)
+    if got != expected:
+        return (f"it holds {got[0]} files ({got[1]} bytes) of the {expected[0]} files ({expected[1]} bytes) "
+                f"it was written with")
+    return None
+
+
+def set_aside_incomplete_stores(root: str | os.PathLike[str], *, locks: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Rename every incomplete ``*.zarr`` store under ``root`` to a ``.tmp-`` sibling (which the
+    next write of that path deletes), so that Snakemake sees it missing and rebuilds it.
+
+    Does nothing while ``locks`` (Snakemake's ``.snakemake/locks``) holds a lock: another run may
+    be deleting or writing a store right now. Returns the stores set aside.
+    """
+    base = Path(root)
+    if locks is not None and Path(locks).is_dir() and any(Path(locks).iterdir()):
+        return []
+    moved: list[Path] = []
+    for dirpath, dirnames, _files in os.walk(base):
+        stores = [d for d in dirnames if d.endswith(".zarr") and not d.startswith(TMP_MARK)]
+        dirnames[:] = [d for d in dirnames if not d.endswith(".zarr") and not d.startswith(TMP_MARK)]
+        for name in stores:
+            store = Path(dirpath) / name
+            problem = store_problem(store)
+            if problem is None:
+                continue
+            aside = store.with_name(f"{TMP_MARK}{name}.incomplete")
+            if aside.exists():  # left by an earlier recovery
+                shutil.rmtree(aside, ignore_errors=True)
+            os.replace(store, aside)
+            log.warning("Zarr store %s is incomplete (%s: a run was killed while it was written or removed); "
+                        "set aside as %s, it will be rebuilt", store, problem, aside.name)
+            moved.append(store)
+    return moved
+
+
 def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike[str], **to_zarr_kwargs: object) -> Path:
     """Write ``ds`` (lazy or in memory) to a Zarr store at ``path`` via a temporary sibling.
 
     The computation streams chunk by chunk into the temporary store (bounded memory for dask
-    inputs); the store is renamed into place only after every chunk and the consolidated
-    metadata were written.
+    inputs); the completion manifest is written after every chunk and the consolidated metadata,
+    and only then is the store renamed into place.
     """
     final = Path(path)
     with atomic_path(final) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=True, **to_zarr_kwargs)  # type: ignore[call-overload]
+        ds.assign_attrs(manifest_attrs()).to_zarr(tmp, mode="w", consolidated=True, **to_zarr_kwargs)  # type: ignore[call-overload]
+        seal_store(tmp)
     log.info("wrote %s", final)
     return final
 
 
 def open_store(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> xr.Dataset:
-    """Open a pipeline Zarr store lazily and check that ``required`` variables are present."""
+    """Open a pipeline Zarr store lazily and check that it is complete and that ``required``
+    variables are present."""
     p = Path(path)
     if not p.exists():
         raise PipelineError(f"Zarr store {p} does not exist; run the stage that builds it first")
+    problem = store_problem(p)
+    if problem is not None:
+        raise PipelineError(
+            f"Zarr store {p} is incomplete: {problem} (a run was killed while it was being written or removed); "
+            f"delete it and rerun - `snakemake --rerun-incomplete <target>` sets it aside and rebuilds it"
+        )
     ds = xr.open_zarr(p, consolidated=None)
     missing = [v for v in required if v not in ds.variables]
     if missing:

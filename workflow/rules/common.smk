@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from pipeline.config import check_config
 from pipeline.search import is_local_catalog
 from pipeline.model_names import relearning_name, split_model_name
+from pipeline.raster.zarr_io import set_aside_incomplete_stores
 
 
 # Clear messages naming the key and the allowed values, then Snakemake's own validation
@@ -15,6 +16,11 @@ check_config(config)
 validate(config, "../schemas/config.schema.yaml")
 
 AOIS = sorted(config["aois"])
+
+# A Zarr store half-deleted by a killed run (Snakemake removes a job's old outputs with a
+# non-atomic rmtree before rerunning it) would read as fill values downstream: set it aside so
+# that its rule runs again. Skipped while another run holds the working directory's locks.
+set_aside_incomplete_stores("results", locks=".snakemake/locks")
 
 def section_json(name):
     """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""
