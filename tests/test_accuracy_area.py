@@ -181,3 +181,24 @@ def test_sample_to_estimate_end_to_end() -> None:
     mapped = np.array(s.mapped_area_pixels, float)
     np.testing.assert_allclose(est.area_pixels, [mapped[0] + mapped[2], mapped[1], 0.0])
     assert est.sample_size == 59 and est.overall_accuracy == pytest.approx(1 - mapped[2] / mapped.sum())
+
+
+def test_a_stratum_sampled_in_full_adds_no_variance() -> None:
+    """A class mapped at a single pixel gets one sample unit: that stratum is a census, known
+    exactly, so it adds nothing to the variances (its users' accuracy has SE 0) instead of
+    stopping the evaluation. Checked against the estimators written out by hand for the other
+    strata (Olofsson et al. 2014 eqs. 1, 5, 6)."""
+    counts = np.array([[40, 2, 0], [3, 30, 1], [0, 0, 1]])
+    area = np.array([1000.0, 500.0, 1.0])
+    est = area_adjusted_accuracy(counts, area, design="stratified_random")
+    w = area / area.sum()
+    n_i = counts.sum(axis=1)
+    users = np.diag(counts) / n_i
+    assert est.overall_accuracy == pytest.approx(float(np.sum(w * users)))
+    var_oa = sum(w[i] ** 2 * users[i] * (1 - users[i]) / (n_i[i] - 1) for i in (0, 1))  # stratum 3: census
+    assert est.overall_accuracy_se == pytest.approx(math.sqrt(var_oa))
+    assert est.users_accuracy_se[2] == 0.0
+    assert est.users_accuracy_se[1] == pytest.approx(math.sqrt(users[1] * (1 - users[1]) / (n_i[1] - 1)))
+    # one unit out of two mapped pixels is not a census: still refused, naming the stratum
+    with pytest.raises(AccuracyError, match="class_3.*1 sample unit"):
+        area_adjusted_accuracy(counts, np.array([1000.0, 500.0, 2.0]), design="stratified_random")

@@ -188,7 +188,9 @@ def area_adjusted_accuracy(
     ``mapped_area_pixels``: (k,) mapped pixels per stratum. ``design``: how the sample was
     drawn (``"stratified_random"`` or ``"simple_random"``); anything else, e.g.
     ``"training_split"``, raises :class:`AccuracyError`. Every stratum with mapped area needs
-    at least 2 sample units (the variances divide by ``n_i. - 1``).
+    at least 2 sample units (the variances divide by ``n_i. - 1``), unless every one of its
+    pixels was sampled (a census, e.g. a class mapped at a single pixel): such a stratum's
+    proportions are known exactly and it adds no variance.
     """
     require_probability_design(design)
     n = np.asarray(sample_counts, dtype=np.float64)
@@ -207,7 +209,7 @@ def area_adjusted_accuracy(
         )
     n_i = n.sum(axis=1)
     for i in range(k):
-        if area[i] > 0 and n_i[i] < 2:
+        if area[i] > 0 and n_i[i] < 2 and n_i[i] < area[i]:
             raise AccuracyError(
                 f"stratum {names[i]!r} has {int(n_i[i])} sample unit(s); the estimators need at "
                 "least 2 per mapped class - sample more units in that stratum"
@@ -226,7 +228,8 @@ def area_adjusted_accuracy(
         p_col = p.sum(axis=0)
         oa = float(diag.sum())
         users = np.where(live, np.diag(frac), np.nan)
-        dof = np.where(live, n_i - 1.0, np.inf)
+        census = live & (n_i >= area)  # every pixel of the stratum sampled: no sampling variance
+        dof = np.where(live & ~census, n_i - 1.0, np.inf)
         u0 = np.nan_to_num(users)
         var_oa = float(np.sum(w**2 * u0 * (1 - u0) / dof))  # eq. 5
         var_users = np.where(live, users * (1 - users) / dof, np.nan)  # eq. 6
