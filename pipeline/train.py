@@ -6,6 +6,11 @@ optionally relearning on a first-stage model's probabilities; see
 ``DIR/model.pt`` (or ``model.joblib``), ``checkpoint.pt``, ``metrics.csv``,
 ``model_card.json``. Rerunning after an interruption resumes from ``checkpoint.pt``.
 Exit status 2 on a user-fixable problem (bad option, unusable data).
+
+Data-parallel training (torch DDP; gloo on CPU, nccl with one GPU per process):
+``torchrun --standalone --nproc_per_node N -m pipeline.train ...`` (same arguments; the
+global batch ``batch_size`` must be divisible by N; ``--threads`` is shared by the N
+processes). See :mod:`pipeline.training.distributed`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 
 from pipeline.cli import base_parser, run_stage
 from pipeline.raster.zarr_io import open_store
+from pipeline.training.distributed import launched_world
 from pipeline.training.options import parse_train_options
 from pipeline.training.trainer import train_model
 
@@ -39,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train_model(features, labels, args.out, options, threads=args.threads,
                              sources={"features": str(args.features), "labels": str(args.labels)},
                              base_model=args.base_model)
-        log.info("trained %s: best epoch %d, metrics %s -> %s", options.model, result.best_epoch,
-                 {k: v for k, v in result.metrics.items() if k.startswith("val_")}, result.model_path)
+        if launched_world().is_main:
+            log.info("trained %s: best epoch %d, metrics %s -> %s", options.model, result.best_epoch,
+                     {k: v for k, v in result.metrics.items() if k.startswith("val_")}, result.model_path)
 
     return run_stage(work, verbose=args.verbose)
 

@@ -5,11 +5,16 @@ improved and ``checkpoint.pt`` written last (all atomically). The checkpoint hol
 of state the next epoch depends on (weights, optimizer, scheduler, RNG states, early-stopping
 state, history), so a run killed at any point and restarted continues from the last finished
 epoch and, on CPU, ends with bit-identical weights to an uninterrupted run.
+
+Under ``torchrun`` the loop is data-parallel (DDP, :mod:`pipeline.training.distributed`): each
+rank trains on its share of every global batch with the loss normalized by the global pixel
+counts, so the gradients and the reported losses are those of one process with the whole batch.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -24,7 +29,7 @@ from tqdm import tqdm
 
 from pipeline.atomic import write_text_atomic
 from pipeline.training.augment import perturb
-from pipeline.training.batches import WindowSource, epoch_order
+from pipeline.training.batches import Batch, WindowSource, epoch_order
 from pipeline.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -32,12 +37,21 @@ from pipeline.training.checkpoint import (
     save_checkpoint,
 )
 from pipeline.training.device import autocast, inference_mode
-from pipeline.training.losses import (
-    consistency_loss,
-    focal_loss,
-    focal_loss_sum,
-    rampup_weight,
+from pipeline.training.distributed import (
+    SINGLE,
+    World,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    broadcast_object,
+    capture_rank_rng,
+    check_batch_size,
+    rank_seed,
+    restore_rank_rng,
+    shard,
+    wrap_model,
 )
+from pipeline.training.losses import focal_loss_sum, minibatch_loss, rampup_weight
 from pipeline.training.metrics import confusion_matrix, f1_weighted, overall_accuracy
 from pipeline.training.options import TrainOptions
 
@@ -79,54 +93,90 @@ def _make_scheduler(opt: torch.optim.Optimizer, options: TrainOptions, mode: str
 
 
 def evaluate(model: nn.Module, src: WindowSource, *, device: torch.device, batch_size: int, num_classes: int,
-             gamma: float, alpha: Tensor | None) -> dict[str, float]:
-    """Validation loss (focal, per labelled pixel), overall accuracy and weighted F1."""
+             gamma: float, alpha: Tensor | None, world: World = SINGLE) -> dict[str, float]:
+    """Validation loss (focal, per labelled pixel), overall accuracy and weighted F1.
+
+    Under DDP each rank scores its :func:`shard` of the windows with ``model`` (the unwrapped
+    module, same weights and buffers on every rank) and the loss sums and confusion matrices
+    are summed over the ranks: every rank returns the values of the whole validation set.
+    """
     total = torch.zeros((), dtype=torch.float64)
     count = 0
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    mine = shard(torch.arange(len(src)), world)
     with inference_mode(model):
-        for i in range(0, len(src), batch_size):
-            b = src.batch(torch.arange(i, min(i + batch_size, len(src)))).to(device)
+        for i in range(0, len(mine), batch_size):
+            b = src.batch(mine[i : i + batch_size]).to(device)
             with autocast(device):
                 logits = model(b.x)
             s, n = focal_loss_sum(logits, b.target, gamma=gamma, alpha=alpha)
             total += s.double().cpu()
             count += int(n)
             cm += confusion_matrix(logits.argmax(1), b.target, num_classes)
+    if world.active:
+        total = all_reduce_sum(total, world)
+        count = int(all_reduce_sum(torch.tensor(count, dtype=torch.int64), world))
+        cm = all_reduce_sum(cm, world)
     cmn = cm.numpy()
     return {"val_loss": float(total / count) if count else float("nan"),
             "val_oa": overall_accuracy(cmn), "val_f1": f1_weighted(cmn)}
 
 
+def _local_batch(src: WindowSource, indices: Tensor, world: World, device: torch.device) -> Batch:
+    """This rank's share of the global batch ``indices``. A rank left without a window (the
+    last, partial batch of an epoch with fewer windows than ranks) gets a copy of the batch's
+    first window with every pixel masked: it takes part in DDP's gradient all-reduce with a
+    zero loss and zero gradients."""
+    mine = shard(indices, world)
+    if mine.numel():
+        return src.batch(mine).to(device)
+    b = src.batch(indices[:1]).to(device)
+    return Batch(b.x, torch.full_like(b.target, -1), torch.zeros_like(b.usable))
+
+
+def _stochastic_pass(model: nn.Module, x: Tensor, device: torch.device, noise: dict[str, Any]) -> Tensor:
+    """Logits (N, K, *S) of ``model`` on a :func:`perturb`-ed copy of windows ``x`` (N, t, C, *S)."""
+    with autocast(device):
+        return model(perturb(x, **noise))
+
+
 def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer, *, options: TrainOptions,
                  device: torch.device, generator: torch.Generator, w: float, alpha: Tensor | None,
-                 batch_size: int, channel_std: Tensor, desc: str) -> tuple[dict[str, float], int]:
+                 batch_size: int, channel_std: Tensor, desc: str, world: World = SINGLE) -> tuple[dict[str, float], int]:
+    """One epoch over :func:`epoch_order` in batches of ``batch_size`` windows; returns the mean
+    (loss, sup_loss, cons_loss) over the steps taken and the number of steps. ``model`` is the
+    DDP wrapper under DDP: each rank then trains on its share of every batch, and a batch is
+    skipped (w = 0 and no label) only when it holds no label on any rank."""
     model.train()
     order = epoch_order(src.labelled, budget=options.max_windows_per_epoch,
                         unlabelled_ratio=options.unlabelled_window_ratio, generator=generator)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     steps = 0
     noise = {"noise_std": options.noise_std, "jitter": options.temporal_jitter, "channel_std": channel_std}
-    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None):
-        b = src.batch(order[i : i + batch_size]).to(device)
-        has_labels = bool((b.target >= 0).any())
+    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, disable=None if world.is_main else True):
+        counts = None
+        if world.active:
+            b = _local_batch(src, order[i : i + batch_size], world, device)
+            counts = all_reduce_sum(torch.stack([(b.target >= 0).sum(), b.usable.sum()]), world)
+            has_labels = bool(counts[0] > 0)
+        else:
+            b = src.batch(order[i : i + batch_size]).to(device)
+            has_labels = bool((b.target >= 0).any())
         if not has_labels and w == 0.0:
             continue
-        norm = b.usable.sum() if options.loss_normalization == "batch" else None
-        with autocast(device):
-            logits = model(perturb(b.x, **noise))
-        sup = focal_loss(logits, b.target, gamma=options.focal_gamma, alpha=alpha, normalizer=norm)
-        cons = torch.zeros((), device=device)
-        if w > 0.0:
-            with autocast(device):
-                logits2 = model(perturb(b.x, **noise))
-            cons = consistency_loss(logits.float().softmax(1), logits2.float().softmax(1), b.usable)
-        loss = sup + w * cons
+        logits = _stochastic_pass(model, b.x, device, noise)
+        second = functools.partial(_stochastic_pass, model, b.x, device, noise) if w > 0.0 else None
+        loss, sup, cons = minibatch_loss(logits, second, b.target, b.usable,
+                                         gamma=options.focal_gamma, alpha=alpha, w=w,
+                                         normalization=options.loss_normalization, global_counts=counts,
+                                         world_size=world.size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sums += torch.stack([loss.detach(), sup.detach(), cons.detach()]).double()
         steps += 1
+    if world.active:  # each rank's terms are world.size x its share: the mean over ranks is the batch's value
+        sums = all_reduce_sum(sums, world) / world.size
     means = (sums / max(steps, 1)).tolist()
     return {"train_loss": means[0], "sup_loss": means[1], "cons_loss": means[2]}, steps
 
@@ -151,7 +201,7 @@ def _better(value: float, best: float | None, mode: str) -> bool:
 def fit(
     model: nn.Module, train_src: WindowSource, val_src: WindowSource | None, *, options: TrainOptions,
     out_dir: Path, device: torch.device, alpha: Tensor | None, meta: dict[str, Any],
-    stop_after_epochs: int | None = None,
+    stop_after_epochs: int | None = None, world: World = SINGLE,
 ) -> FitResult:
     """Train ``model`` (already on ``device``) on ``train_src``; resume from
     ``out_dir/checkpoint.pt`` when it exists and was written with the same options and data.
@@ -159,11 +209,20 @@ def fit(
     ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest (saved in
     ``model.pt`` and the checkpoint). ``stop_after_epochs`` ends this call after that many
     new epochs (simulates an interruption; the checkpoint is left for a resume).
+
+    ``world``: under ``torchrun`` (:mod:`pipeline.training.distributed`) every rank calls this
+    with the same model, data and options: the model is wrapped in DistributedDataParallel,
+    each rank trains on its share of every global batch of ``batch_size`` windows (the same
+    window order on every rank), validation is sharded, and only rank 0 writes
+    ``metrics.csv``, ``model.pt`` and ``checkpoint.pt`` (the unwrapped module's weights, so
+    they load in a single process). The dropout / input-noise generator is seeded per rank
+    (:func:`~pipeline.training.distributed.rank_seed`) and saved per rank in the checkpoint.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     has_val = val_src is not None and len(val_src) > 0
     key, mode = _monitor(options, has_val)
     batch_size = options.pixel_batch_size if train_src.patch is None else options.batch_size
+    check_batch_size(batch_size, world, option="pixel_batch_size" if train_src.patch is None else "batch_size")
     opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     sched = _make_scheduler(opt, options, mode)
     gen = torch.Generator().manual_seed(options.seed)
@@ -174,6 +233,7 @@ def fit(
                              "stopped_early": False, "history": []}
     start, step, resumed = 0, 0, None
     ckpt_path = out_dir / CHECKPOINT_NAME
+    rank_rng: list[dict[str, Any]] | None = None
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         same_data = (list(ck.get("data_signature", [])) == list(meta["data_signature"])
@@ -184,13 +244,19 @@ def fit(
             if sched is not None and ck.get("scheduler_state") is not None:
                 sched.load_state_dict(ck["scheduler_state"])
             restore_rng_state(ck["rng"], gen)
+            rank_rng = ck.get("rank_rng")
             state = dict(ck["loop_state"])
             start, step, resumed = int(ck["epoch"]), int(ck["step"]), int(ck["epoch"])
-            log.info("resuming from %s after epoch %d", ckpt_path, start)
-        else:
+            if world.is_main:
+                log.info("resuming from %s after epoch %d", ckpt_path, start)
+        elif world.is_main:
             log.warning("%s was written with other options or data; training from scratch", ckpt_path)
-    if not has_val:
+    if world.active:
+        restore_rank_rng(rank_rng, device, world, seed=rank_seed(options.seed + start, world))
+    if not has_val and world.is_main:
         log.warning("no validation split: early stopping and model selection use the training loss")
+    net = wrap_model(model, device, world)
+    model = net.module if world.active else net  # the same parameters, unwrapped: evaluated and saved
 
     for epoch in range(start, options.epochs):
         if state["finished"]:
@@ -199,17 +265,19 @@ def fit(
             return FitResult(state["best_epoch"], {}, state["history"], epoch, False, False, resumed)
         t0 = time.perf_counter()
         w = rampup_weight(epoch, w_max=options.w_max, rampup_epochs=options.rampup_epochs)
-        train_m, n_steps = _train_epoch(model, train_src, opt, options=options, device=device, generator=gen, w=w,
+        train_m, n_steps = _train_epoch(net, train_src, opt, options=options, device=device, generator=gen, w=w,
                                         alpha=alpha, batch_size=batch_size, channel_std=std,
-                                        desc=f"epoch {epoch + 1}/{options.epochs}")
+                                        desc=f"epoch {epoch + 1}/{options.epochs}", world=world)
         step += n_steps
         val_m = {"val_loss": float("nan"), "val_oa": float("nan"), "val_f1": float("nan")}
         if has_val:
             assert val_src is not None
+            broadcast_buffers(model, world)  # BatchNorm statistics of rank 0, the ones saved
             val_m = evaluate(model, val_src, device=device, batch_size=batch_size, num_classes=len(meta["classes"]),
-                             gamma=options.focal_gamma, alpha=alpha)
+                             gamma=options.focal_gamma, alpha=alpha, world=world)
         row: dict[str, float] = {"epoch": epoch + 1, **train_m, "w": w, **val_m,
                                  "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+        row = broadcast_object(row, world)  # identical decisions on every rank
         value = row[key]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(value)
@@ -218,33 +286,38 @@ def fit(
         state["history"] = [*state["history"], row]
         if _better(value, state["best_value"], mode):
             state.update(best_value=value, best_epoch=epoch + 1, bad_epochs=0)
-            save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": epoch + 1,
-                             "metrics": row, "options_json": options.to_json(), "options_hash": options.digest()},
-                            out_dir / MODEL_NAME)
+            if world.is_main:
+                save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": epoch + 1,
+                                 "metrics": row, "options_json": options.to_json(), "options_hash": options.digest()},
+                                out_dir / MODEL_NAME)
         else:
             state["bad_epochs"] += 1
         if state["bad_epochs"] >= options.patience:
             state.update(finished=True, stopped_early=True)
         elif epoch + 1 >= options.epochs:
             state["finished"] = True
-        log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g) val_loss %.4f OA %.3f F1 %.3f [%.1fs]",
-                 epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w, row["val_loss"],
-                 row["val_oa"], row["val_f1"], row["seconds"])
-        _write_metrics(out_dir, state["history"])
-        save_checkpoint({"kind": "checkpoint", **meta, "model_state": model.state_dict(),
-                         "optimizer_state": opt.state_dict(),
-                         "scheduler_state": None if sched is None else sched.state_dict(),
-                         "epoch": epoch + 1, "step": step, "rng": capture_rng_state(gen), "loop_state": state,
-                         "options_json": options.to_json(), "options_hash": options.digest()}, ckpt_path)
-        if state["stopped_early"]:
-            log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, state["best_epoch"])
-    if not (out_dir / MODEL_NAME).exists():  # the monitored value was never finite
+        ranks_rng = capture_rank_rng(device, world) if world.active else None  # collective: every rank
+        if world.is_main:
+            log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g) val_loss %.4f OA %.3f F1 %.3f [%.1fs]",
+                     epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w, row["val_loss"],
+                     row["val_oa"], row["val_f1"], row["seconds"])
+            _write_metrics(out_dir, state["history"])
+            extra = {} if ranks_rng is None else {"rank_rng": ranks_rng}
+            save_checkpoint({"kind": "checkpoint", **meta, "model_state": model.state_dict(),
+                             "optimizer_state": opt.state_dict(),
+                             "scheduler_state": None if sched is None else sched.state_dict(),
+                             "epoch": epoch + 1, "step": step, "rng": capture_rng_state(gen), "loop_state": state,
+                             "options_json": options.to_json(), "options_hash": options.digest(), **extra}, ckpt_path)
+            if state["stopped_early"]:
+                log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, state["best_epoch"])
+        barrier(world)  # no rank starts the next epoch before this one's checkpoint is on disk
+    if world.is_main and not (out_dir / MODEL_NAME).exists():  # the monitored value was never finite
         log.warning("%s was never finite; saving the last weights as %s", key, MODEL_NAME)
         save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": len(state["history"]),
                          "metrics": state["history"][-1] if state["history"] else {},
                          "options_json": options.to_json(), "options_hash": options.digest()}, out_dir / MODEL_NAME)
+    barrier(world)
     best_row = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
     epochs_run = len(state["history"])
     return FitResult(state["best_epoch"], dict(best_row), state["history"], epochs_run,
                      bool(state["stopped_early"]), True, resumed)
-

@@ -12,6 +12,8 @@ balancing factor (alpha), ``K`` the number of classes, ``|B|`` the pixels of the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,18 +60,58 @@ def focal_loss(
     return total / denom.clamp_min(1)
 
 
-def consistency_loss(probs_a: Tensor, probs_b: Tensor, mask: Tensor | None = None) -> Tensor:
+def consistency_loss(probs_a: Tensor, probs_b: Tensor, mask: Tensor | None = None, *,
+                     count: Tensor | None = None) -> Tensor:
     """Unsupervised term of eq. (3): ``1/(K |B|) sum_{i in B} ||a_i - b_i||^2``.
 
     ``probs_a``/``probs_b``: softmax outputs (N, K, *spatial) of two stochastic passes;
     ``mask``: (N, *spatial) bool, pixels that count (those with data), None = all.
+    ``count``: |B| when the minibatch is larger than these pixels (DDP: the pixels of the
+    global batch); default ``mask.sum()``.
     """
     sq = (probs_a.float() - probs_b.float()).pow(2).sum(dim=1)
     k = probs_a.shape[1]
     if mask is None:
-        return sq.sum() / (k * sq.numel())
+        return sq.sum() / (k * (sq.numel() if count is None else count.clamp_min(1)))
     sq = torch.where(mask, sq, torch.zeros_like(sq))
-    return sq.sum() / (k * mask.sum().clamp_min(1))
+    return sq.sum() / (k * (mask.sum() if count is None else count).clamp_min(1))
+
+
+def minibatch_loss(
+    logits: Tensor, second_pass: Callable[[], Tensor] | None, target: Tensor, usable: Tensor, *, gamma: float,
+    alpha: Tensor | None, w: float, normalization: Literal["batch", "labelled"],
+    global_counts: Tensor | None = None, world_size: int = 1,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. (3) on one minibatch: (loss, supervised term, consistency term), 0-dim float32.
+
+    ``logits``: (N, K, *spatial) of the first stochastic pass; ``second_pass``: runs the
+    second pass (called after the supervised term is built, keeping the order of the
+    operations, hence the float rounding, of the loop) or None when ``w`` = 0 (no consistency
+    term); ``target`` (N, *spatial) int64, -1 = unlabelled; ``usable`` (N, *spatial) bool,
+    pixels with data; ``normalization``: the supervised sum is divided by the usable
+    ("batch", |B|) or by the labelled pixels.
+
+    Data-parallel training: this process holds a share of the global batch;
+    ``global_counts`` (2,) = (labelled, usable) pixels of the *global* batch and ``world_size``
+    the number of processes. Both terms are normalized by the global counts and multiplied by
+    ``world_size``, so DDP's gradient average over the processes equals the gradient of the
+    whole batch in one process, and the mean of the returned terms over the processes is the
+    whole batch's value.
+    """
+    if global_counts is None:
+        norm = usable.sum() if normalization == "batch" else None
+        n_usable = None
+    else:
+        n_usable = global_counts[1]
+        norm = n_usable if normalization == "batch" else global_counts[0]
+    sup = focal_loss(logits, target, gamma=gamma, alpha=alpha, normalizer=norm)
+    cons = torch.zeros((), device=logits.device)
+    if second_pass is not None:
+        logits2 = second_pass()
+        cons = consistency_loss(logits.float().softmax(1), logits2.float().softmax(1), usable, count=n_usable)
+    if world_size != 1:
+        sup, cons = sup * world_size, cons * world_size
+    return sup + w * cons, sup, cons
 
 
 def rampup_weight(epoch: float, *, w_max: float, rampup_epochs: int) -> float:

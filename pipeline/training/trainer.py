@@ -34,6 +34,14 @@ from pipeline.training.device import (
     resolve_device,
     seed_everything,
 )
+from pipeline.training.distributed import (
+    SINGLE,
+    World,
+    check_batch_size,
+    launched_world,
+    process_group,
+    threads_per_process,
+)
 from pipeline.training.inference import build_model, model_config_for
 from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
 from pipeline.training.losses import balanced_alpha
@@ -147,11 +155,36 @@ def train_model(
     ``base_model``: first-stage model folder of a relearning model (default: the sibling
     folder ``options.base_name``); the features are then extended with its class
     probabilities (:mod:`pipeline.training.relearning`).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1, :mod:`pipeline.training.distributed`) the torch
+    models train data-parallel (DDP, gloo on CPU, nccl on ``cuda:LOCAL_RANK``); ``threads`` is
+    then shared by the processes of a machine and rank 0 writes the folder. rf/svm are
+    trained by rank 0 alone (no process group); the other ranks return at once.
     """
     opts = parse_train_options(options)
     out = Path(out_dir)
+    world = launched_world()
+    if opts.model in SKLEARN_MODELS:
+        if not world.is_main:
+            log.info("%s is trained by rank 0 alone; rank %d has nothing to do", opts.model, world.rank)
+            return TrainResult(out, out / "model.joblib", 0, {}, 0, False, False, opts.digest())
+        return _train_model(features, labels, out, opts, device=torch.device("cpu"), threads=threads, sources=sources,
+                            stop_after_epochs=stop_after_epochs, base_model=base_model, world=SINGLE)
+    pixel = opts.model == "pixel_lstm"
+    check_batch_size(opts.pixel_batch_size if pixel else opts.batch_size, world,
+                     option="pixel_batch_size" if pixel else "batch_size")
+    with process_group(resolve_device(opts.device), world) as (world, device):
+        return _train_model(features, labels, out, opts, device=device, threads=threads_per_process(threads, world),
+                            sources=sources, stop_after_epochs=stop_after_epochs, base_model=base_model, world=world)
+
+
+def _train_model(
+    features: xr.Dataset, labels: xr.Dataset, out: Path, opts: TrainOptions, *, device: torch.device,
+    threads: int | None, sources: Mapping[str, str] | None, stop_after_epochs: int | None,
+    base_model: str | os.PathLike[str] | None, world: World,
+) -> TrainResult:
+    """:func:`train_model` on ``device`` (this rank's under DDP, ``world``)."""
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(opts.device) if opts.model not in SKLEARN_MODELS else torch.device("cpu")
     configure_runtime(device, threads=threads)
     relearn: dict[str, Any] = {}
     if opts.relearning != "none":
@@ -224,8 +257,8 @@ def train_model(
     log.info("%s on %s: %d training windows (%d with a label) / %d validation windows, t=%d, %d classes",
              opts.model, device, len(train_src), int(train_src.labelled.sum()), len(val_src), opts.time_steps, k)
     res = fit(model, train_src, val_src, options=opts, out_dir=out, device=device, alpha=alpha_used, meta=meta,
-              stop_after_epochs=stop_after_epochs)
-    if res.completed:
+              stop_after_epochs=stop_after_epochs, world=world)
+    if res.completed and world.is_main:
         card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
                                   "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn}, sources, device)
         write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))

@@ -1,6 +1,9 @@
 # Train one model ({model}_relearn_{strategy}: relearning on the first-stage model's card, an
 # extra input). The model card is written last and is the rule's output: the checkpoint in
 # the same folder survives a failed or killed job, so the rerun resumes from it.
+# Resource nproc > 1 (a profile's set-resources, or --set-resources train_model:nproc=4)
+# trains with torch DDP in that many processes (torchrun, one GPU each on CUDA); the
+# params, hence the trained model's identity, stay the same.
 
 
 rule train_model:
@@ -21,8 +24,12 @@ rule train_model:
     resources:
         mem_mb=16000,
         gpu=1,
+        nproc=1,
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m pipeline.train --features {input.features} --labels {input.labels}"
+        "if [ {resources.nproc} -gt 1 ]; then"
+        " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.nproc}';"
+        " else launch=python; fi;"
+        " $launch -m pipeline.train --features {input.features} --labels {input.labels}"
         " --out {params.folder} --options {params.options:q} --threads {threads} > {log} 2>&1"
