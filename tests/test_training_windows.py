@@ -168,3 +168,20 @@ def test_epoch_order_of_a_labelled_only_source_is_the_plain_shuffle() -> None:
     labelled = torch.ones(100, dtype=torch.bool)
     got = epoch_order(labelled, budget=30, unlabelled_ratio=1.0, generator=torch.Generator().manual_seed(5))
     assert torch.equal(got, torch.randperm(100, generator=torch.Generator().manual_seed(5))[:30])
+
+
+def test_pixel_models_get_the_pixels_of_the_patch_budget() -> None:
+    """max_windows_per_epoch counts patches; a pixel source gets patch**2 pixels per patch, not
+    max_windows pixels (which trained the pixel LSTM on a few hundred pixels in all)."""
+    from pipeline.training.loop import window_budget
+    from pipeline.training.options import parse_train_options
+
+    classes = [{"id": 1, "name": "a", "color": "#000000"}]
+    opts = parse_train_options({"model": "pixel_lstm", "patch": 8, "max_windows_per_epoch": 3, "classes": classes})
+    feats = torch.zeros(4, 2, 8, 8, dtype=torch.float16)
+    pixel_src = WindowSource(feats, torch.zeros(4, 8, 8, dtype=torch.int16), torch.ones(4, 8, 8, dtype=torch.bool),
+                             np.zeros((5, 3), dtype=np.int64), time_steps=2, patch=None)
+    patch_src = WindowSource(feats, torch.zeros(4, 8, 8, dtype=torch.int16), torch.ones(4, 8, 8, dtype=torch.bool),
+                             np.zeros((5, 4), dtype=np.int64), time_steps=2, patch=(8, 8))
+    assert window_budget(opts, pixel_src) == 3 * 64
+    assert window_budget(opts, patch_src) == 3

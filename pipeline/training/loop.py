@@ -122,6 +122,16 @@ def evaluate(model: nn.Module, src: WindowSource, *, device: torch.device, batch
             "val_oa": overall_accuracy(cmn), "val_f1": f1_weighted(cmn)}
 
 
+def window_budget(options: TrainOptions, src: WindowSource) -> int | None:
+    """Labelled windows per epoch: ``max_windows_per_epoch`` patch windows, or for a pixel
+    source (pixel_lstm) as many pixels as that many patches hold (``max_windows * patch**2``),
+    so that the pixel model is not trained on a few hundred pixels while the others see
+    thousands of patches' worth."""
+    if options.max_windows_per_epoch is None:
+        return None
+    return options.max_windows_per_epoch * (1 if src.patch is not None else options.patch**2)
+
+
 def _local_batch(src: WindowSource, indices: Tensor, world: World, device: torch.device) -> Batch:
     """This rank's share of the global batch ``indices``. A rank left without a window (the
     last, partial batch of an epoch with fewer windows than ranks) gets a copy of the batch's
@@ -148,7 +158,7 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
     DDP wrapper under DDP: each rank then trains on its share of every batch, and a batch is
     skipped (w = 0 and no label) only when it holds no label on any rank."""
     model.train()
-    order = epoch_order(src.labelled, budget=options.max_windows_per_epoch,
+    order = epoch_order(src.labelled, budget=window_budget(options, src),
                         unlabelled_ratio=options.unlabelled_window_ratio, generator=generator)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     steps = 0

@@ -69,7 +69,7 @@ class TrainOptions:
     use_valid_mask: also treat pixels flagged invalid (cloud/shadow per QA) as missing; off by
         default because cloud and shadow are classes of the paper.
     max_windows_per_epoch: cap on training windows holding a training label per epoch (null =
-        all windows). unlabelled_window_ratio (semi_convlstm only): with that cap, windows
+        all windows); pixel_lstm draws ``patch**2`` pixel windows per window of the cap. unlabelled_window_ratio (semi_convlstm only): with that cap, windows
         without any training label (consistency loss only) drawn per labelled window, so the
         semi-supervised model sees as many labelled windows as the supervised ones plus
         ``ratio`` times as many unlabelled ones.
