@@ -22,6 +22,14 @@ run killed while Snakemake was deleting the old store before a rerun (``shutil.r
 atomic) - is refused by :func:`open_store` and set aside by :func:`set_aside_incomplete_stores`
 (called by the Snakefile), so Snakemake rebuilds it instead of passing half a store downstream
 (a Zarr array reads missing chunks as fill values, silently).
+
+Stores on object storage: every ``path`` here may also be an fsspec URL
+(``s3://bucket/prefix/features.zarr``; :mod:`pipeline.raster.object_store`, which lists the
+environment variables holding credentials and endpoints). There is no rename there: the old
+store is deleted (its manifest first), the new one written in place and its manifest, counting
+the objects listed under the URL, written last - a reader sees the store complete only once the
+manifest is there and the objects add up. :func:`upload_store` puts a finished local store there
+the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ import zarr
 
 from pipeline.atomic import TMP_MARK, atomic_path
 from pipeline.errors import GridError, PipelineError
+from pipeline.raster import object_store
+from pipeline.raster.object_store import is_url
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +77,23 @@ def _inventory(store: Path) -> tuple[int, int]:
     return files, size
 
 
+def _url_inventory(url: str) -> tuple[int, int]:
+    """:func:`_inventory` of the store at the fsspec URL ``url`` (its objects, listed afresh)."""
+    sizes = [size for name, size in object_store.list_files(url).items() if name not in _NOT_COUNTED]
+    return len(sizes), sum(sizes)
+
+
 def seal_store(store: str | os.PathLike[str]) -> None:
     """Write the completion manifest of a finished store: the last write before its rename.
 
     The store's root attrs must already name the manifest (``completion_manifest``: see
-    :func:`manifest_attrs`).
+    :func:`manifest_attrs`). On object storage (``store`` an fsspec URL) it is written last,
+    with no rename after it.
     """
+    if is_url(store):
+        files, size = _url_inventory(str(store))
+        object_store.write_text(str(store), MANIFEST_NAME, json.dumps({"files": files, "bytes": size}))
+        return
     store = Path(store)
     files, size = _inventory(store)
     with open(store / MANIFEST_NAME, "w", encoding="utf-8") as fh:
@@ -90,10 +111,13 @@ def store_problem(path: str | os.PathLike[str]) -> str | None:
     """Why the store at ``path`` is not a complete store written by the pipeline, or None.
 
     Stores without the ``completion_manifest`` attr (written by other tools or older versions)
-    are not checked.
+    are not checked. ``path`` may be an fsspec URL (module docstring).
     """
-    store = Path(path)
-    if not store.is_dir():
+    url = is_url(path)
+    store: str | Path = str(path) if url else Path(path)
+    if url and not object_store.exists(str(store)):
+        return "nothing is stored under that URL"
+    if not url and not Path(store).is_dir():
         return "it is not a folder"
     try:
         attrs = dict(zarr.open_group(store, mode="r").attrs)
@@ -102,13 +126,15 @@ def store_problem(path: str | os.PathLike[str]) -> str | None:
     if MANIFEST_ATTR not in attrs:
         return None
     try:
-        manifest = json.loads((store / MANIFEST_NAME).read_text(encoding="utf-8"))
+        text = (object_store.read_text(str(store), MANIFEST_NAME) if url
+                else (Path(store) / MANIFEST_NAME).read_text(encoding="utf-8"))
+        manifest = json.loads(text)
         expected = (int(manifest["files"]), int(manifest["bytes"]))
     except FileNotFoundError:
         return "its completion manifest is missing"
     except (ValueError, KeyError, TypeError):
         return "its completion manifest is unreadable"
-    got = _inventory(store)
+    got = _url_inventory(str(store)) if url else _inventory(Path(store))
     if got != expected:
         return (f"it holds {got[0]} files ({got[1]} bytes) of the {expected[0]} files ({expected[1]} bytes) "
                 f"it was written with")
@@ -144,13 +170,25 @@ def set_aside_incomplete_stores(root: str | os.PathLike[str], *, locks: str | os
     return moved
 
 
-def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike[str], **to_zarr_kwargs: object) -> Path:
+def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike[str], **to_zarr_kwargs: object) -> Path | str:
     """Write ``ds`` (lazy or in memory) to a Zarr store at ``path`` via a temporary sibling.
 
     The computation streams chunk by chunk into the temporary store (bounded memory for dask
     inputs); the completion manifest is written after every chunk and the consolidated metadata,
     and only then is the store renamed into place.
+
+    ``path`` an fsspec URL (``s3://bucket/x/features.zarr``): no rename on object storage, so the
+    old store is deleted first (manifest first), the chunks streamed straight to the URL by the
+    dask workers and the manifest written last; returns the URL. Until then readers refuse the
+    store (:func:`open_store`); a killed run leaves an incomplete store that the next run replaces.
     """
+    if is_url(path):
+        url = str(path)
+        object_store.remove(url, first=MANIFEST_NAME)
+        ds.assign_attrs(manifest_attrs()).to_zarr(url, mode="w", consolidated=True, **to_zarr_kwargs)  # type: ignore[call-overload]
+        seal_store(url)
+        log.info("wrote %s", url)
+        return url
     final = Path(path)
     with atomic_path(final) as tmp:
         ds.assign_attrs(manifest_attrs()).to_zarr(tmp, mode="w", consolidated=True, **to_zarr_kwargs)  # type: ignore[call-overload]
@@ -159,17 +197,33 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike[str], **to_zarr_kw
     return final
 
 
+def upload_store(local: str | os.PathLike[str], url: str) -> str:
+    """Put the finished local store ``local`` (sealed by :func:`seal_store`) at the fsspec URL
+    ``url``: what was there is deleted (manifest first), the files are uploaded and the manifest
+    last; the upload is checked against the manifest. Returns ``url``."""
+    object_store.upload_dir(local, url, last=MANIFEST_NAME)
+    problem = store_problem(url)
+    if problem is not None:
+        raise PipelineError(f"the upload of {local} to {url} is incomplete: {problem}; rerun the stage")
+    log.info("wrote %s", url)
+    return url
+
+
 def open_store(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> xr.Dataset:
     """Open a pipeline Zarr store lazily and check that it is complete and that ``required``
-    variables are present."""
-    p = Path(path)
-    if not p.exists():
+    variables are present. ``path`` may be an fsspec URL (``s3://bucket/x/cube.zarr``)."""
+    url = is_url(path)
+    p: str | Path = str(path) if url else Path(path)
+    if not (object_store.exists(str(p)) if url else Path(p).exists()):
         raise PipelineError(f"Zarr store {p} does not exist; run the stage that builds it first")
     problem = store_problem(p)
     if problem is not None:
+        fix = ("delete it and rerun the stage that writes it (a rerun replaces the whole store; stores on "
+               "object storage are not set aside by the Snakefile)" if url else
+               "delete it and rerun - `snakemake --rerun-incomplete <target>` sets it aside and rebuilds it")
         raise PipelineError(
             f"Zarr store {p} is incomplete: {problem} (a run was killed while it was being written or removed); "
-            f"delete it and rerun - `snakemake --rerun-incomplete <target>` sets it aside and rebuilds it"
+            f"{fix}"
         )
     ds = xr.open_zarr(p, consolidated=None)
     missing = [v for v in required if v not in ds.variables]
