@@ -4,6 +4,7 @@ option writes classes_voted.tif and segments.gpkg consistent with them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,6 +26,8 @@ from pipeline.segments import (
     segment_image,
 )
 from pipeline.training import train_model
+from pipeline import vote as vote_stage
+from pipeline.vote import run_vote, voting_options
 from pipeline.voting import complete_segments, segment_polygons, vote
 
 IDS = [1, 2, 4]
@@ -128,7 +131,10 @@ def test_pca_composite_and_segments() -> None:
         SegmentOptions(method="watershed")  # type: ignore[arg-type]
 
 
-def test_predict_option_writes_voted_map_and_polygons(tmp_path: Path) -> None:
+def test_vote_stage_writes_voted_map_and_polygons(tmp_path: Path) -> None:
+    """The vote stage on a predicted map: the voted classes equal the voting functions applied to
+    the map, its segments and the probabilities as stored (uint8 percent); polygons cover the
+    mapped area; bad input names the fix."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     n, ny, nx = 4, 21, 26
@@ -151,19 +157,35 @@ def test_predict_option_writes_voted_map_and_polygons(tmp_path: Path) -> None:
                                     "unet_width": 4, "lr": 0.02})
     fz = write_zarr_atomic(f, tmp_path / "features.zarr")
     out = tmp_path / "maps" / "unet"
-    options = PredictOptions.from_options({"tile": 16, "voting": "majority", "segment_size": 10})
-    run_predict(fz, model_dir, out, options, name="t")
+    run_predict(fz, model_dir, out, PredictOptions.from_options({"tile": 16}), name="t")
     with rasterio.open(out / "classes.tif") as ds:
         classes = ds.read(1)
-    with rasterio.open(out / "classes_voted.tif") as ds:
-        voted = ds.read(1)
-        assert ds.crs.to_epsg() == 32649 and ds.nodata == 0 and ds.colormap(1)[2][:3] == (0x1b, 0x78, 0x37)
-    segments = complete_segments(date_segments(f, n - 1, options=options.segments()), classes > 0)
-    np.testing.assert_array_equal(voted, vote(classes, segments, class_ids=IDS))
-    assert (voted[:2, :3] == 0).all() and (voted > 0).sum() == ny * nx - 6
-    gdf = gpd.read_file(out / "segments.gpkg", layer="segments")
-    np.testing.assert_allclose(gdf["area_m2"].sum(), (voted > 0).sum() * 900.0)
-    assert set(gdf["class_id"]) <= set(np.unique(voted[voted > 0]).tolist())
-    assert gdf["mean_probability"].between(0, 1).all()
-    with pytest.raises(ConfigError, match="voting"):
-        PredictOptions.from_options({"voting": "mode"})
+    with rasterio.open(out / "probabilities.tif") as ds:
+        stored = ds.read()
+    probs = np.where(stored == 255, np.nan, stored / 100.0)
+    seg_options = SegmentOptions(size=10)
+    segments = complete_segments(date_segments(f, n - 1, options=seg_options), classes > 0)
+    for method in ("majority", "probability"):
+        voted_dir = out / f"voted-{method}"
+        assert vote_stage.main(["--map", str(out), "--features", str(fz), "--out", str(voted_dir),
+                                "--options", json.dumps({"voting": method, "segment_size": 10})]) == 0
+        with rasterio.open(voted_dir / "classes.tif") as ds:
+            voted = ds.read(1)
+            assert ds.crs.to_epsg() == 32649 and ds.nodata == 0 and ds.colormap(1)[2][:3] == (0x1b, 0x78, 0x37)
+            assert list(ds.transform)[:6] == UTM["transform"]
+        expected = vote(classes, segments, class_ids=IDS, method=method, probabilities=probs)
+        np.testing.assert_array_equal(voted, expected)
+        assert (voted[:2, :3] == 0).all() and (voted > 0).sum() == ny * nx - 6
+        gdf = gpd.read_file(voted_dir / "segments.gpkg", layer="segments")
+        np.testing.assert_allclose(gdf["area_m2"].sum(), (voted > 0).sum() * 900.0)
+        assert set(gdf["class_id"]) <= set(np.unique(voted[voted > 0]).tolist())
+        assert gdf["mean_probability"].between(0, 1).all()
+        assert (voted_dir / "classes.qml").exists()
+    with pytest.raises(ConfigError, match="majority"):
+        voting_options({"voting": "none"})
+    with pytest.raises(ConfigError, match="segment"):
+        voting_options({"voting": "majority", "segment_method": "watershed"})
+    # features of another grid: refused, naming both grids
+    other = write_zarr_atomic(f.isel(x=slice(0, 20)), tmp_path / "other.zarr")
+    with pytest.raises(GridError, match="not on the grid"):
+        run_vote(out, other, tmp_path / "bad", {"voting": "majority"})

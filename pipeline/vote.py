@@ -1,0 +1,155 @@
+"""Stage ``vote``: object-based voting of a finished map (relearning paper; :mod:`pipeline.voting`).
+
+Usage::
+
+    python -m pipeline.vote --map results/x/maps/semi_convlstm --features results/x/features.zarr \\
+        --options '{"voting": "majority", "segment_method": "felzenszwalb"}' \\
+        --out results/x/maps/semi_convlstm/voted
+
+Reads the map folder's ``classes.tif`` (uint8 class ids, 0 = nodata), ``probabilities.tif``
+(uint8 percent per class, 255 = nodata) and ``item.json`` (the map date), segments that date's
+PCA composite of ``features.zarr`` (:mod:`pipeline.segments`; the store must be on the map's
+grid) and writes into ``--out``: ``classes.tif`` (the voted classes, same colour table, class
+names and overviews as the map), ``classes.qml`` and ``segments.gpkg`` (layer ``segments``: one
+polygon per segment with its class, mean probability and area). ``--options`` holds the voting
+keys of the ``predict`` config section (``voting``: majority | probability, ``segment_method``,
+``segment_scale``, ``segment_size``). A separate stage, so changing the voting reruns neither
+the prediction nor the training, and the voted map is evaluated like any other map.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+import xarray as xr
+
+from pipeline.atomic import atomic_path
+from pipeline.cli import base_parser, run_stage
+from pipeline.config import parse_options
+from pipeline.errors import ConfigError, GridError, PredictionError
+from pipeline.raster.cog import PROBABILITY_NODATA, write_class_cog
+from pipeline.raster.object_store import store_path
+from pipeline.raster.qgis_style import write_qml
+from pipeline.raster.zarr_io import open_store
+from pipeline.segments import SegmentOptions, date_segments
+from pipeline.voting import complete_segments, segment_polygons, vote
+
+log = logging.getLogger(__name__)
+
+VOTING_KEYS = ("voting", "segment_method", "segment_scale", "segment_size")
+
+
+def voting_options(options: dict[str, Any]) -> tuple[Literal["majority", "probability"], SegmentOptions]:
+    """The vote method and segmentation from the voting keys of the ``predict`` section."""
+    unknown = sorted(set(options) - set(VOTING_KEYS))
+    if unknown:
+        raise ConfigError(f"vote options {unknown} unknown; allowed: {list(VOTING_KEYS)}")
+    method = options.get("voting", "majority")
+    if method not in ("majority", "probability"):
+        raise ConfigError(f"predict.voting {method!r}: the vote stage needs 'majority' or 'probability' "
+                          f"('none' means no voted map: do not request one)")
+    segments = SegmentOptions(method=options.get("segment_method", "felzenszwalb"),
+                              scale=float(options.get("segment_scale", 100.0)), size=int(options.get("segment_size", 30)))
+    return method, segments
+
+
+def read_map(map_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[dict[str, Any]], str]:
+    """Classes (y, x) uint8 (0 = nodata), probabilities (K, y, x) float32 0..1 (NaN = nodata),
+    the grid ({crs, transform}), the class table [{id, name, color}] and the map date
+    (ISO, from item.json) of a map folder."""
+    for name in ("classes.tif", "probabilities.tif", "item.json"):
+        if not (map_dir / name).exists():
+            raise PredictionError(f"{map_dir / name} is missing; predict the map first (rule predict_map)")
+    with rasterio.open(map_dir / "classes.tif") as src:
+        classes = src.read(1)
+        grid = {"crs": src.crs.to_string(), "transform": list(src.transform)[:6]}
+        colormap = src.colormap(1)
+    with rasterio.open(map_dir / "probabilities.tif") as src:
+        raw = src.read()
+        band_names = list(src.descriptions)
+    probs = np.where(raw == PROBABILITY_NODATA, np.nan, raw.astype(np.float32) / 100.0).astype(np.float32)
+    item = json.loads((map_dir / "item.json").read_text())
+    when = str(item["properties"]["datetime"])[:10]
+    table = _class_table(item, band_names, colormap)
+    return classes, probs, grid, table, when
+
+
+def _class_table(item: dict[str, Any], band_names: list[str | None],
+                 colormap: dict[int, tuple[int, ...]]) -> list[dict[str, Any]]:
+    """The class table of the map: from the STAC item's classification extension, the colour
+    table for the colours."""
+    entries = item.get("assets", {}).get("classes", {}).get("classification:classes") or []
+    table = []
+    for e in entries:
+        cid = int(e["value"])
+        if cid == 0:
+            continue
+        rgba = colormap.get(cid, (0, 0, 0, 255))
+        color = e.get("color_hint") or "".join(f"{v:02x}" for v in rgba[:3])
+        name = e.get("title") or e.get("description") or e.get("name")  # name: sanitised for STAC
+        table.append({"id": cid, "name": str(name), "color": f"#{color.lstrip('#')}"})
+    if not table or len(table) != len(band_names):
+        raise PredictionError(f"the map's item.json lists {len(table)} classes but probabilities.tif has "
+                              f"{len(band_names)} bands; predict the map again with this version")
+    return table
+
+
+def map_date_index(features: xr.Dataset, when: str) -> int:
+    """Index of the date ``when`` (ISO date) in the features' time axis."""
+    dates = [str(t)[:10] for t in features["time"].values]
+    if when not in dates:
+        raise PredictionError(f"the map date {when} is not a date of the features store ({dates[0]}..{dates[-1]}); "
+                              f"vote with the features the map was predicted from")
+    return dates.index(when)
+
+
+def run_vote(map_dir: Path, features_path: Path | str, out_dir: Path, options: dict[str, Any]) -> Path:
+    """Vote the map in ``map_dir`` over the segments of its date; write ``out_dir``."""
+    method, seg_options = voting_options(options)
+    classes, probs, grid, table, when = read_map(map_dir)
+    features = open_store(features_path, required=("features",))
+    if (features.sizes["y"], features.sizes["x"]) != classes.shape or \
+            not np.allclose(features.attrs["transform"][:6], grid["transform"], atol=1e-6):
+        raise GridError(f"features store {features_path} ({features.sizes['y']} x {features.sizes['x']}, transform "
+                        f"{features.attrs['transform'][:6]}) is not on the grid of {map_dir / 'classes.tif'} "
+                        f"({classes.shape}, {grid['transform']}); vote with the features the map was made from")
+    index = map_date_index(features, when)
+    ids = np.array([c["id"] for c in table], dtype=np.uint8)
+    segments = complete_segments(date_segments(features, index, options=seg_options), classes > 0)
+    voted = vote(classes, segments, class_ids=ids, method=method, probabilities=probs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_class_cog(voted, out_dir / "classes.tif", class_table=table, **grid)
+    write_qml(out_dir / "classes.qml", table)
+    gdf = segment_polygons(voted, segments, class_table=table, probabilities=probs, **grid)
+    with atomic_path(out_dir / "segments.gpkg") as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The filename extension should be 'gpkg'")  # temporary name
+        gdf.to_file(tmp, driver="GPKG", layer="segments")
+    changed = int((voted != classes).sum())
+    log.info("voting (%s, %s segments of %s): %d segments, %d of %d mapped pixels changed class", method,
+             seg_options.method, when, len(gdf), changed, int((classes > 0).sum()))
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--map", required=True, type=Path, help="map folder (classes.tif, probabilities.tif, item.json)")
+    parser.add_argument("--features", required=True, type=store_path, help="features.zarr the map was predicted from")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the voted map")
+    parser.add_argument("--options", default="{}", help="the voting keys of the predict section as JSON")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        run_vote(args.map, args.features, args.out, parse_options(args.options, what="vote"))
+
+    return run_stage(work, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
