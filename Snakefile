@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     aoi="|".join(AOIS),
+    tile="r[0-9]+c[0-9]+",
     model="(?:semi_convlstm|convlstm|pixel_lstm|rf|svm|unet|unet_stack|unet_convlstm)(?:_relearn_(?:pixel|object))?",
 
 
@@ -26,6 +27,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/experiments.smk"
+
+
+if TILED:  # large AOIs as tiles (tiling.tile_size): per-tile rules and the AOI mosaics
+
+    include: "workflow/rules/tiles.smk"
 
 
 rule all:

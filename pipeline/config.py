@@ -106,6 +106,19 @@ def _non_finite(value: Any, key: str = "") -> Iterator[str]:
             yield from _non_finite(v, f"{key}.{i}" if key else str(i))
 
 
+def _tiling_conflicts(config: Mapping[str, Any]) -> Iterator[str]:
+    """One line per setting that a tiled run (``tiling.tile_size``) cannot honour: steps that see
+    the whole map date at once (segmentation) would differ from tile to tile."""
+    if (config.get("tiling") or {}).get("tile_size") is None:
+        return
+    if (config.get("predict") or {}).get("voting", "none") != "none":
+        yield ("config key 'predict.voting': object-based voting segments the whole map, which a tiled run "
+               "(tiling.tile_size) cannot do per tile; set predict.voting: none or tiling.tile_size: null")
+    if (config.get("train") or {}).get("relearning") == "object":
+        yield ("config key 'train.relearning': 'object' relearning segments whole dates, which a tiled run "
+               "(tiling.tile_size) cannot do per tile; use 'pixel' or set tiling.tile_size: null")
+
+
 def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` listing every problem.
 
@@ -115,6 +128,8 @@ def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [_describe(e) for e in errors] + list(_non_finite(config))
+    if not lines:
+        lines = list(_tiling_conflicts(config))
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config

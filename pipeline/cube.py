@@ -11,9 +11,11 @@ raise``) or is dropped and recorded in the store's ``skipped`` attribute (``on_e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,13 @@ from pipeline.config import parse_options
 from pipeline.errors import AssetReadError, CubeError
 from pipeline.raster.gdal_env import configure_gdal
 from pipeline.raster.load import CubeOptions, build_cube
-from pipeline.raster.zarr_io import manifest_attrs, seal_store  # also: zarr warning filters
+from pipeline.raster.object_store import is_url, store_path
+from pipeline.raster.zarr_io import manifest_attrs, seal_store, upload_store  # also: zarr warning filters
 from pipeline.raster.sensors import SensorOptions
 from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.stac.search import CatalogOptions
+from pipeline.tiling import AoiTile
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +76,27 @@ def _write_dates(cube: xr.Dataset, store: Path, dates: range) -> Exception | Non
     return None
 
 
-def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction: float,
+def write_cube(cube: xr.Dataset, out: Path | str, *, on_error: str, min_valid_fraction: float,
                left_out: list[str] | None = None) -> list[str]:
     """Write ``cube`` (batches of dates) to ``out`` atomically; return what was left out, with reasons.
 
     ``left_out``: items already dropped before loading (recorded in the same ``skipped`` attribute).
+
+    ``out`` an fsspec URL (``s3://bucket/x/cube.zarr``): the cube is written exactly as for a local
+    path into a local staging store (under ``$TMPDIR``; with dask workers on other machines, point
+    ``TMPDIR`` at a shared file system), then uploaded (:func:`pipeline.raster.zarr_io.upload_store`:
+    old store deleted, files put, manifest last). Writing the regions straight to the bucket would
+    save that disk space and one pass, but dropping failed or cloudy dates rewrites the store, which
+    object storage (no rename) could only do by a second upload; staging also makes the stored
+    bytes identical to a local run's.
     """
+    if is_url(out):
+        with tempfile.TemporaryDirectory(prefix="pipeline-cube-") as staging:
+            local = Path(staging) / "cube.zarr"
+            skipped = write_cube(cube, local, on_error=on_error, min_valid_fraction=min_valid_fraction,
+                                 left_out=left_out)
+            upload_store(local, str(out))
+        return skipped
     encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
                 for v in ("reflectance", "qa", "valid")}
     skipped: list[str] = list(left_out or [])
@@ -139,13 +158,23 @@ def write_cube(cube: xr.Dataset, out: Path, *, on_error: str, min_valid_fraction
 
 
 def run_cube(items_path: Path, name: str, aoi_entry: dict[str, Any], options: CubeOptions, sensor: SensorOptions,
-             catalog: CatalogOptions, out: Path, *, threads: int = 1) -> Path:
-    """Load the frozen items of one AOI and write its ``cube.zarr``."""
+             catalog: CatalogOptions, out: Path, *, threads: int = 1, tile: AoiTile | None = None) -> Path:
+    """Load the frozen items of one AOI and write its ``cube.zarr``.
+
+    ``tile``: load only that tile's window of the AOI grid (:mod:`pipeline.tiling`) and keep
+    every date: which dates are kept (``min_valid_fraction``) is decided for the whole AOI by
+    :mod:`pipeline.tile_plan`, so that all tiles agree.
+    """
     aoi = aoi_from_config(name, aoi_entry)
     items = read_items(items_path)
     gdal = {"retries": catalog.retries, "backoff": catalog.backoff, "timeout": catalog.timeout}
     configure_gdal(**gdal)
-    cube, skipped_items = build_cube(items, aoi, sensor, options, signing=catalog.signing)
+    if tile is not None:
+        options = dataclasses.replace(options, min_valid_fraction=0.0)
+    cube, skipped_items = build_cube(items, aoi, sensor, options, signing=catalog.signing,
+                                     window=tile.window.slices if tile is not None else None)
+    if tile is not None:
+        cube.attrs.update(tile=tile.id, tile_window=tile.to_dict()["window"], tile_core=tile.to_dict()["core"])
     log.info("cube %s: %d dates x %d bands x %d x %d px in %s", name, cube.sizes["time"], cube.sizes["band"],
              cube.sizes["y"], cube.sizes["x"], cube.attrs["crs"])
     with dask_scheduler(threads, on_client=lambda client: configure_gdal(**gdal, client=client)):
@@ -163,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", default="{}", help="the cube config section as JSON")
     parser.add_argument("--sensor", default="{}", help="the sensor config section as JSON")
     parser.add_argument("--catalog", default="{}", help="the catalog config section as JSON (signing, retries)")
-    parser.add_argument("--out", required=True, type=Path, help="cube.zarr to write")
+    parser.add_argument("--out", required=True, type=store_path, help="cube.zarr to write (a path or an fsspec "
+                        "URL such as s3://bucket/x/cube.zarr)")
     parser.add_argument("--threads", type=int, default=1, help="dask threads")
+    parser.add_argument("--tile", default=None, help="one tile of the AOI layout as JSON (pipeline.tiling); "
+                        "default: the whole AOI")
     args = parser.parse_args(argv)
 
     def work() -> None:
@@ -174,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             SensorOptions.from_options(parse_options(args.sensor, what="sensor")),
             CatalogOptions.from_options(parse_options(args.catalog, what="catalog")),
             args.out, threads=args.threads,
+            tile=AoiTile.from_dict(parse_options(args.tile, what="tile")) if args.tile else None,
         )
 
     return run_stage(work, verbose=args.verbose)

@@ -32,6 +32,7 @@ from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import AccuracyError, ConfigError, GridError
+from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store
 from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--map", required=True, type=Path, help="classes.tif of the map")
-    parser.add_argument("--cube", required=True, type=Path, help="cube.zarr (grid and dates)")
+    parser.add_argument("--cube", required=True, type=store_path, help="cube.zarr (grid and dates; path or fsspec URL)")
     parser.add_argument("--labels", required=True, help="the labels config section as JSON")
     parser.add_argument("--classes", required=True, help="the class table as JSON")
     parser.add_argument("--options", default="{}", help="the evaluation config section as JSON")

@@ -22,6 +22,11 @@ Relearning models (:mod:`pipeline.training.relearning`) load their first-stage m
 sibling folder named in their record (checked against the weights they were trained with) and
 predict from the features extended with its probabilities; their first map date is later by
 the first-stage window length minus one.
+
+A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling`)
+is predicted on its features window (core + overlap) and only its core is written (transform of
+the core on the AOI grid); :mod:`pipeline.mosaic_map` puts the cores together. The overlap must
+cover the feature halo plus the model's halo on every side inside the AOI, else the stage stops.
 """
 
 from __future__ import annotations
@@ -45,10 +50,13 @@ from pipeline.errors import ConfigError, PredictionError
 from pipeline.predict_tiles import predict_tiled, redundancy
 from pipeline.raster.cog import write_class_cog, write_confidence_cog, write_count_cog, write_probability_cog
 from pipeline.raster.map_item import map_stac_item, write_map_item
+from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
-from pipeline.receptive import aligned_tile, receptive_radius, tile_halo
+from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, tile_halo
 from pipeline.segments import SegmentOptions, date_segments
+from pipeline.tile_plan import TilePlan
+from pipeline.tiling import FEATURE_HALO, AoiTile
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.relearning import check_base, extended_window, load_base
@@ -183,11 +191,47 @@ def write_voted(probs: np.ndarray, features: xr.Dataset, index: int, out_dir: Pa
              int((voted != class_map).sum()))
 
 
-def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str) -> Path:
-    """Predict the map(s) of one AOI with one trained model."""
+def check_tile(tile: AoiTile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None,
+               options: PredictOptions) -> None:
+    """Stop unless predicting ``tile`` of an AOI grid of ``shape`` alone gives the untiled map on its
+    core: enough overlap for the feature halo plus the model's (and first-stage model's) halo,
+    window origins on the models' alignment, and no whole-map step (object voting/relearning)."""
+    record = meta.get("relearning")
+    if options.voting != "none" or (record and record.get("strategy") == "object"):
+        raise ConfigError("object-based voting and object relearning segment the whole map date, which tiles "
+                          "cannot do alone; set predict.voting: none and use pixel relearning, or tiling.tile_size: null")
+    metas = [meta] + ([base_meta] if base_meta else [])
+    need = FEATURE_HALO + sum(tile_halo(m) for m in metas)
+    if min(tile.margins(shape), default=need) < need:
+        raise ConfigError(f"tile {tile.id} has {min(tile.margins(shape))} px of overlap, the model needs {need} "
+                          f"(feature halo {FEATURE_HALO} + receptive-field halo); raise tiling.overlap to {need} or "
+                          f"set it to null (automatic)")
+    align = max(tile_alignment(m) for m in metas)
+    if tile.window.y0 % align or tile.window.x0 % align:
+        raise ConfigError(f"tile {tile.id} window starts at row {tile.window.y0}, col {tile.window.x0}; model "
+                          f"{meta['model']} needs multiples of {align}: make tiling.tile_size and tiling.overlap "
+                          f"multiples of {align}")
+
+
+def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str,
+                plan: TilePlan | None = None, tile: str | None = None) -> Path:
+    """Predict the map(s) of one AOI with one trained model (or, with ``plan`` and ``tile``, the core
+    of one tile of a tiled AOI from that tile's features)."""
     features = open_store(features_path, required=("features", "valid"))
     model, meta = load_model(model_dir)
     record = meta.get("relearning")
+    core: tuple[slice, slice] | None = None
+    grid = {"crs": features.attrs["crs"], "transform": features.attrs["transform"]}
+    if plan is not None:
+        aoi_tile = plan.layout.tile(str(tile))
+        if (features.sizes["y"], features.sizes["x"]) != aoi_tile.window.shape:
+            raise PredictionError(f"{features_path} is not the features store of tile {aoi_tile.id}; rerun the tiles")
+        base_meta = load_model(check_base(model_dir, record))[1] if record else None
+        check_tile(aoi_tile, plan.layout.shape, meta, base_meta, options)
+        core = aoi_tile.core_in_window
+        t = list(features.attrs["transform"])
+        grid["transform"] = [t[0], t[1], t[2] + t[0] * core[1].start + t[1] * core[0].start,
+                             t[3], t[4], t[5] + t[3] * core[1].start + t[4] * core[0].start]
     extension = int(meta["num_classes"]) if record else 0
     if int(meta["in_channels"]) != features.sizes["channel"] + extension:
         raise PredictionError(
@@ -216,7 +260,9 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
                                          workdir=Path(tmp), cache=cache)
                 probs, count = predict_date(window, t - 1, model, meta, options, Path(tmp))
             target = out_dir if index == n - 1 else out_dir / when.date().isoformat()
-            write_map(probs, count, target, meta=meta, attrs=features.attrs, when=when,
+            if core is not None:  # a tile: its core only
+                probs, count = probs[:, core[0], core[1]], count[core]
+            write_map(probs, count, target, meta=meta, attrs=grid, when=when,
                       item_id=f"{name}-{meta['model']}-{when.date().isoformat()}")
             if options.voting != "none":
                 write_voted(probs, features, index, target, meta=meta, options=options)
@@ -227,18 +273,23 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--features", required=True, type=Path, help="features.zarr")
+    parser.add_argument("--features", required=True, type=store_path, help="features.zarr (path or fsspec URL)")
     parser.add_argument("--model", required=True, type=Path, help="trained model folder")
     parser.add_argument("--out", required=True, type=Path, help="map folder to write")
     parser.add_argument("--name", default="map", help="AOI name (STAC item ids)")
     parser.add_argument("--options", default="{}", help="the predict config section as JSON")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--plan", type=Path, default=None, help="plan.json of a tiled AOI (with --tile)")
+    parser.add_argument("--tile", default=None, help="tile id (r0c1) of --features in the plan's layout")
     args = parser.parse_args(argv)
 
     def work() -> None:
         torch.set_num_threads(max(args.threads, 1))
         options = PredictOptions.from_options(parse_options(args.options, what="predict"))
-        run_predict(args.features, args.model, args.out, options, name=args.name)
+        if (args.plan is None) != (args.tile is None):
+            raise ConfigError("--plan and --tile go together (a tile of a tiled AOI)")
+        run_predict(args.features, args.model, args.out, options, name=args.name,
+                    plan=TilePlan.read(args.plan) if args.plan else None, tile=args.tile)
 
     return run_stage(work, verbose=args.verbose)
 

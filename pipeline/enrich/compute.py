@@ -54,7 +54,32 @@ def resolve_device(choice: DeviceChoice) -> torch.device:
     return torch.device(choice)
 
 
-def build_features(cube: xr.Dataset, options: FeatureOptions) -> xr.Dataset:
+def fit_cube_pca(cube: xr.Dataset, options: FeatureOptions) -> PcaFit:
+    """The PCA fit :func:`build_features` makes on ``cube`` (same checks, chunks and sample).
+
+    Used for a tiled AOI (:mod:`pipeline.tile_plan`): fitted once on the AOI mosaic of the tile
+    cubes (the sample is drawn by pixel position, so it equals the untiled one) and passed to
+    every tile's :func:`build_features`.
+    """
+    refl, valid = _check_cube(cube)
+    if options.pca_components > refl.shape[1]:
+        raise ConfigError(
+            f"features option 'pca_components'={options.pca_components} exceeds the cube's "
+            f"{refl.shape[1]} bands; use 1..{refl.shape[1]}"
+        )
+    c = options.chunk
+    r = refl.data.rechunk((1, -1, c, c))
+    ok = valid.data.astype(bool).rechunk((1, c, c)) & da.isfinite(r).all(axis=1)
+    return fit_pca(
+        r, ok, n_components=options.pca_components, mode=options.pca_mode,
+        sample=options.pca_sample, seed=options.seed,
+    )
+
+
+def build_features(
+    cube: xr.Dataset, options: FeatureOptions, *, pca: PcaFit | None = None,
+    origin: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
+) -> xr.Dataset:
     """Lazy features of a cube (paper eq. 1); only the PCA sample is computed eagerly.
 
     Args:
@@ -62,6 +87,14 @@ def build_features(cube: xr.Dataset, options: FeatureOptions) -> xr.Dataset:
             NaN = nodata; ``valid`` (time, y, x) bool; attrs ``crs``, ``transform``; y/x are
             pixel centres in that CRS.
         options: feature options.
+        pca: a PCA fitted beforehand (one per date of ``cube``), instead of fitting one on
+            ``cube``: a tile of a tiled AOI uses the AOI's fit (:func:`fit_cube_pca`).
+        origin: (row, col) of the cube's first pixel in a larger image, and
+        image_shape: that image's (h, w) - a tile window of an AOI grid. The stem's stride-2
+            phase, its zero padding at the image border and the bilinear upsampling follow the
+            whole image, so the features equal the whole image's except within
+            :data:`~pipeline.enrich.stem.HALO` px of a cube edge inside the image. Default:
+            the cube is the whole image.
 
     Returns:
         Dataset with ``features`` (time, channel, y, x) in ``options.dtype``: channels
@@ -89,11 +122,20 @@ def build_features(cube: xr.Dataset, options: FeatureOptions) -> xr.Dataset:
     r = refl.data.rechunk((1, -1, c, c))
     v = valid.data.astype(bool).rechunk((1, c, c))
     ok = v & da.isfinite(r).all(axis=1)
-    fit = fit_pca(
-        r, ok, n_components=options.pca_components, mode=options.pca_mode,
-        sample=options.pca_sample, seed=options.seed,
-    )
-    feats = _stem_graph(r, ok, fit=fit, weight=weight, device=device, dtype=options.dtype)
+    if pca is None:
+        fit = fit_pca(
+            r, ok, n_components=options.pca_components, mode=options.pca_mode,
+            sample=options.pca_sample, seed=options.seed,
+        )
+    else:
+        if pca.mean.shape != (n_t, n_b):
+            raise FeatureError(
+                f"the PCA fit covers {pca.mean.shape[0]} dates x {pca.mean.shape[1]} bands, the cube "
+                f"{n_t} x {n_b}; rebuild the AOI's tile plan (results/<aoi>/tiles/plan.json)"
+            )
+        fit = pca
+    feats = _stem_graph(r, ok, fit=fit, weight=weight, device=device, dtype=options.dtype,
+                        origin=origin, image_shape=image_shape or (h, w))
     channels = [f"stem_{i:02d}" for i in range(N_STEM)] + [str(b) for b in refl["band"].values]
     coords: dict[str, Any] = {
         name: coord for name, coord in cube.coords.items() if set(coord.dims) <= {"time", "y", "x"}
@@ -142,9 +184,10 @@ def _check_cube(cube: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
 
 def _stem_graph(
     r: da.Array, ok: da.Array, *, fit: PcaFit, weight: np.ndarray, device: torch.device,
-    dtype: str,
+    dtype: str, origin: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
 ) -> da.Array:
-    """(time, 64 + band, y, x) dask array of stem features + NaN-free reflectance."""
+    """(time, 64 + band, y, x) dask array of stem features + NaN-free reflectance; ``r`` is the
+    window of an image of ``image_shape`` (default: its own) starting at ``origin``."""
     n_t, n_b, h, w = r.shape
     pad = ((0, 0), (0, 0), (HALO, HALO), (HALO, HALO))
     # NaN / False padding = outside the image = invalid -> z = 0 = zero padding of the conv
@@ -159,11 +202,11 @@ def _stem_graph(
     expect = tuple(tuple(s + 2 * HALO for s in ch) for ch in r.chunks[2:])
     if rov.chunks[2:] != expect:
         raise FeatureError(f"dask rechunked the halo windows {rov.chunks[2:]}; this is a bug")
-    starts = tuple(tuple(int(s) for s in np.cumsum((0,) + ch)) for ch in r.chunks[2:])
+    starts = tuple(tuple(int(s) + o for s in np.cumsum((0,) + ch)) for ch, o in zip(r.chunks[2:], origin))
     projections = [fit.projection(t) for t in range(n_t)]
     fn = functools.partial(
         _features_block, projections=projections, weight=weight, starts=starts,
-        image_shape=(h, w), device=str(device), out_dtype=np.dtype(dtype),
+        image_shape=image_shape or (h, w), device=str(device), out_dtype=np.dtype(dtype),
     )
     return da.map_blocks(
         fn, rov, okov, dtype=np.dtype(dtype),

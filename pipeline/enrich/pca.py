@@ -78,6 +78,20 @@ class PcaFit:
         scaled = (self.components[t] * inv[:, None]).astype(np.float32)
         return scaled, self.mean[t].astype(np.float32)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless JSON form (every date; floats round-trip exactly through ``json``)."""
+        return {"mode": self.mode, "mean": self.mean.tolist(), "components": self.components.tolist(),
+                "std": self.std.tolist(), "explained_variance_ratio": self.explained_variance_ratio.tolist(),
+                "n_samples": self.n_samples.tolist(), "fallback_dates": list(self.fallback_dates)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PcaFit:
+        """Inverse of :meth:`to_dict`."""
+        f64 = np.float64
+        return cls(np.asarray(d["mean"], f64), np.asarray(d["components"], f64), np.asarray(d["std"], f64),
+                   np.asarray(d["explained_variance_ratio"], f64), np.asarray(d["n_samples"], np.int64),
+                   tuple(int(t) for t in d["fallback_dates"]), d["mode"])
+
     def attrs(self) -> dict[str, Any]:
         """JSON-serialisable description for the store attrs (one entry when global)."""
         sl = slice(0, 1) if self.mode == "global" else slice(None)

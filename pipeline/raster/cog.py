@@ -212,6 +212,15 @@ def _write_cog(
     return final
 
 
+def write_cog(bands: Any, path: str | os.PathLike[str], *, crs: CrsLike, transform: TransformLike, nodata: float,
+              resampling: Literal["MODE", "AVERAGE"], **style: Any) -> Path:
+    """Write an array-like ``bands`` (band, y, x; ``shape``, ``dtype``, ``[:, r0:r1]``) already in
+    its stored dtype as a COG the way the writers below do (``style``: ``colormap``,
+    ``descriptions``, ``units``, ``pam_xml``): the tiled-AOI mosaic (:mod:`pipeline.mosaic_map`)."""
+    return _write_cog(bands, path, crs=crs, transform=transform, nodata=nodata, resampling=resampling,
+                      blocksize=BLOCKSIZE, **style)
+
+
 def category_pam_xml(class_table: ClassTableLike, *, nodata: int = 0) -> str:
     """GDAL PAM XML for band 1: ``<CategoryNames>`` and a thematic RAT of the class table.
 

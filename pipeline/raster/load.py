@@ -160,13 +160,22 @@ def to_cube(raw: xr.Dataset, sensor: SensorOptions, scaling: dict[str, Scaling],
 
 
 def build_cube(items: list[pystac.Item], aoi: Aoi, sensor: SensorOptions, options: CubeOptions, *,
-               signing: Literal["none", "planetary_computer"] = "none") -> tuple[xr.Dataset, list[str]]:
-    """Lazy cube of ``items`` over ``aoi``; returns it and the list of skipped items (with reasons)."""
+               signing: Literal["none", "planetary_computer"] = "none",
+               window: tuple[slice, slice] | None = None) -> tuple[xr.Dataset, list[str]]:
+    """Lazy cube of ``items`` over ``aoi``; returns it and the list of skipped items (with reasons).
+
+    ``window``: (rows, cols) slices of the AOI grid to load instead of the whole grid (a tile,
+    :mod:`pipeline.tiling`): the same transform phase and pixel values as those pixels of the
+    whole-AOI cube; the AOI mask is rasterized on the whole grid and cut, so it matches too.
+    """
     items, skipped = check_items(items, sensor, on_error=options.on_error)
     scaling = resolve_scaling(items, sensor)
     geobox = aoi_geobox(aoi, options.resolution, anchor=options.anchor)
+    inside = aoi_pixels(aoi, geobox)
+    if window is not None:
+        geobox, inside = geobox[window], inside[window]
     raw = load_raw(items, geobox, sensor, scaling, options, signing=signing)
-    cube = to_cube(raw, sensor, scaling, aoi_pixels(aoi, geobox))
+    cube = to_cube(raw, sensor, scaling, inside)
     by_day: dict[dt.date, list[str]] = {}
     for item in items:
         by_day.setdefault(solar_day(item), []).append(item.id)

@@ -217,3 +217,75 @@ def experiment_evaluation_json():
     """The evaluation section for experiment runs: no area-adjusted sample (the experiment tables
     use OA, kappa and F1 against the full reference of the map date; the main runs keep it)."""
     return json.dumps({**config["evaluation"], "sample_reference": "none"})
+
+
+# ---- tiling (workflow/rules/tiles.smk, included when tiling.tile_size is set) ---------------
+# The AOI grid is the cube stage's grid (pipeline.raster.load.aoi_geobox): it follows from the
+# AOI geometry, CRS, resolution and anchor alone, never from the items, so the tiles are known
+# now, at parse time, and are plain wildcards (no checkpoint). Tile ids r{row}c{col}.
+TILED = config["tiling"]["tile_size"] is not None
+
+
+def aoi_tile_layout(aoi):
+    """The tile layout of an AOI grid (pipeline.tiling.TileLayout)."""
+    from pipeline.raster.load import aoi_geobox
+    from pipeline.stac.aoi import aoi_from_config
+    from pipeline.tiling import auto_overlap, tile_layout
+
+    grid = aoi_geobox(aoi_from_config(aoi, config["aois"][aoi]), config["cube"]["resolution"],
+                      anchor=config["cube"]["anchor"])
+    overlap = config["tiling"]["overlap"]
+    if overlap is None:
+        overlap = auto_overlap(configured_model(), config["train"])
+    return tile_layout(tuple(grid.shape), tile_size=config["tiling"]["tile_size"], overlap=overlap)
+
+
+TILE_LAYOUTS = {aoi: aoi_tile_layout(aoi) for aoi in AOIS} if TILED else {}
+
+
+def aoi_grid_store(wildcards):
+    """The store the label and evaluation stages read the AOI grid and dates from: the cube, or
+    for a tiled AOI its grid store (valid masks of the dates kept, no reflectance)."""
+    return f"results/{wildcards.aoi}/tiles/grid.zarr" if TILED else f"results/{wildcards.aoi}/cube.zarr"
+
+
+def layout_json(wildcards):
+    """The tile layout of this job's AOI as JSON."""
+    return json.dumps(TILE_LAYOUTS[wildcards.aoi].to_dict())
+
+
+def tile_json(wildcards):
+    """This job's tile (id, core and window on the AOI grid) as JSON."""
+    return json.dumps(TILE_LAYOUTS[wildcards.aoi].tile(wildcards.tile).to_dict())
+
+
+def tile_cube_json():
+    """The cube section for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
+    changing it does not reload the tiles."""
+    return json.dumps({k: v for k, v in config["cube"].items() if k != "min_valid_fraction"})
+
+
+def tile_paths(wildcards, name):
+    """results/{aoi}/tiles/{tile}/{name} of every tile of this job's AOI, in layout order."""
+    return [f"results/{wildcards.aoi}/tiles/{t}/{name}" for t in TILE_LAYOUTS[wildcards.aoi].ids]
+
+
+def tile_cubes(wildcards):
+    """Every tile cube of this job's AOI."""
+    return tile_paths(wildcards, "cube.zarr")
+
+
+def tile_features(wildcards):
+    """Every tile features store of this job's AOI."""
+    return tile_paths(wildcards, "features.zarr")
+
+
+def tile_maps(wildcards):
+    """The rasters and item of every tile map of this job's AOI and model."""
+    names = ("classes.tif", "probabilities.tif", "confidence.tif", "valid_count.tif", "item.json")
+    return [p for name in names for p in tile_paths(wildcards, f"maps/{wildcards.model}/{name}")]
+
+
+def tile_map_folders(wildcards):
+    """The tile map folders of this job's AOI and model, in layout order."""
+    return tile_paths(wildcards, f"maps/{wildcards.model}")

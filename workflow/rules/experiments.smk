@@ -95,7 +95,7 @@ rule predict_experiment_map:
 rule evaluate_experiment_map:
     input:
         classes="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.tif",
-        cube="results/{aoi}/cube.zarr",
+        cube=aoi_grid_store,
         card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
         labels="results/{aoi}/labels.zarr",
     output:

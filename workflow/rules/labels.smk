@@ -4,7 +4,7 @@
 rule build_labels:
     input:
         unpack(labels_input),
-        cube="results/{aoi}/cube.zarr",
+        cube=aoi_grid_store,
     output:
         labels=directory("results/{aoi}/labels.zarr"),
     params:
