@@ -25,6 +25,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/vote.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/experiments.smk"
 

@@ -111,9 +111,6 @@ def _tiling_conflicts(config: Mapping[str, Any]) -> Iterator[str]:
     the whole map date at once (segmentation) would differ from tile to tile."""
     if (config.get("tiling") or {}).get("tile_size") is None:
         return
-    if (config.get("predict") or {}).get("voting", "none") != "none":
-        yield ("config key 'predict.voting': object-based voting segments the whole map, which a tiled run "
-               "(tiling.tile_size) cannot do per tile; set predict.voting: none or tiling.tile_size: null")
     if (config.get("train") or {}).get("relearning") == "object":
         yield ("config key 'train.relearning': 'object' relearning segments whole dates, which a tiled run "
                "(tiling.tile_size) cannot do per tile; use 'pixel' or set tiling.tile_size: null")

@@ -14,9 +14,8 @@ names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = no
 ``confidence.tif`` (uint8 percent = the highest class probability, 255 = nodata),
 ``valid_count.tif`` (uint16 clear observations in the window, 65535 outside the AOI),
 ``classes.qml`` (QGIS style) and ``item.json`` (STAC Item, classification extension). Pixels
-without a single clear observation in the window are nodata. With ``voting`` (majority |
-probability) also ``classes_voted.tif`` and ``segments.gpkg`` (object-based voting over the
-segments of the map date, :mod:`pipeline.voting`).
+without a single clear observation in the window are nodata. Object-based voting of the map
+(``voting``, ``segment_*`` keys of the section) is the separate stage :mod:`pipeline.vote`.
 
 Relearning models (:mod:`pipeline.training.relearning`) load their first-stage model from the
 sibling folder named in their record (checked against the weights they were trained with) and
@@ -34,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,24 +41,28 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.atomic import atomic_path, remove_stale_tmp
+from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
 from pipeline.predict_tiles import predict_tiled, redundancy
-from pipeline.raster.cog import write_class_cog, write_confidence_cog, write_count_cog, write_probability_cog
+from pipeline.raster.cog import (
+    write_class_cog,
+    write_confidence_cog,
+    write_count_cog,
+    write_probability_cog,
+)
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
 from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, tile_halo
-from pipeline.segments import SegmentOptions, date_segments
+from pipeline.segments import SegmentOptions
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import FEATURE_HALO, AoiTile
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.relearning import check_base, extended_window, load_base
-from pipeline.voting import complete_segments, segment_polygons, vote
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,9 @@ class PredictOptions:
     tile: core tile side in pixels (the halo is added around it); dates: ``last`` = the map of
     the last date, ``all`` = also one map per date from ``t`` on (``<date>/`` sub-folders);
     device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``; voting: ``none`` | ``majority``
-    | ``probability`` (object-based voting, :mod:`pipeline.voting`); segment_method
-    (``felzenszwalb`` | ``slic``), segment_scale, segment_size: its segmentation
-    (:class:`pipeline.segments.SegmentOptions`).
+    | ``probability`` and segment_method (``felzenszwalb`` | ``slic``), segment_scale,
+    segment_size: object-based voting of the map, done by the stage :mod:`pipeline.vote`
+    (validated here with the rest of the section; the predict stage itself ignores them).
     """
 
     tile: int = 256
@@ -168,38 +170,15 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
     log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
 
 
-def write_voted(probs: np.ndarray, features: xr.Dataset, index: int, out_dir: Path, *, meta: dict[str, Any],
-                options: PredictOptions) -> None:
-    """Object-based voting of one map: ``classes_voted.tif`` and ``segments.gpkg`` (layer
-    ``segments``) in ``out_dir`` from the probabilities (K, y, x) float32 (NaN = nodata) of
-    date ``index`` and the segments of that date's PCA composite (:mod:`pipeline.voting`)."""
-    classes = meta["classes"]
-    ids = np.array([c["id"] for c in classes], dtype=np.uint8)
-    class_map, _ = classify(probs, ids)
-    segments = complete_segments(date_segments(features, index, options=options.segments()), class_map > 0)
-    method: Literal["majority", "probability"] = "probability" if options.voting == "probability" else "majority"
-    voted = vote(class_map, segments, class_ids=ids, method=method, probabilities=probs)
-    attrs = features.attrs
-    write_class_cog(voted, out_dir / "classes_voted.tif", class_table=classes, crs=attrs["crs"],
-                    transform=attrs["transform"])
-    gdf = segment_polygons(voted, segments, class_table=classes, crs=attrs["crs"], transform=attrs["transform"],
-                           probabilities=probs)
-    with atomic_path(out_dir / "segments.gpkg") as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The filename extension should be 'gpkg'")  # temporary name
-        gdf.to_file(tmp, driver="GPKG", layer="segments")
-    log.info("voting (%s): %d segments, %d pixels changed class", options.voting, len(gdf),
-             int((voted != class_map).sum()))
-
-
 def check_tile(tile: AoiTile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None,
                options: PredictOptions) -> None:
     """Stop unless predicting ``tile`` of an AOI grid of ``shape`` alone gives the untiled map on its
     core: enough overlap for the feature halo plus the model's (and first-stage model's) halo,
     window origins on the models' alignment, and no whole-map step (object voting/relearning)."""
     record = meta.get("relearning")
-    if options.voting != "none" or (record and record.get("strategy") == "object"):
-        raise ConfigError("object-based voting and object relearning segment the whole map date, which tiles "
-                          "cannot do alone; set predict.voting: none and use pixel relearning, or tiling.tile_size: null")
+    if record and record.get("strategy") == "object":
+        raise ConfigError("object relearning segments the whole map date, which tiles cannot do alone; "
+                          "use pixel relearning, or tiling.tile_size: null")
     metas = [meta] + ([base_meta] if base_meta else [])
     need = FEATURE_HALO + sum(tile_halo(m) for m in metas)
     if min(tile.margins(shape), default=need) < need:
@@ -264,8 +243,6 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
                 probs, count = probs[:, core[0], core[1]], count[core]
             write_map(probs, count, target, meta=meta, attrs=grid, when=when,
                       item_id=f"{name}-{meta['model']}-{when.date().isoformat()}")
-            if options.voting != "none":
-                write_voted(probs, features, index, target, meta=meta, options=options)
             del probs
     return out_dir
 

@@ -175,6 +175,8 @@ def test_tiling_config_is_checked() -> None:
         check_config(config)
     config = copy.deepcopy(base)
     config["tiling"] = {"tile_size": 128}
-    config["predict"]["voting"] = "majority"
-    with pytest.raises(ConfigError, match="set predict.voting: none or tiling.tile_size: null"):
+    config["predict"]["voting"] = "majority"  # voting runs on the mosaic map: fine when tiled
+    assert check_config(copy.deepcopy(config))["predict"]["voting"] == "majority"
+    config["train"]["relearning"] = "object"
+    with pytest.raises(ConfigError, match="'object' relearning segments whole dates"):
         check_config(config)

@@ -86,6 +86,17 @@ def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
         1 - accuracy["quantity_disagreement"] - accuracy["allocation_disagreement"])
     assert (report / "report.html").read_text().count("data:image/png;base64") >= 3
     assert (report / "sample.gpkg").is_file()
+    # predict.voting (demo: majority): the voted map, a COG with the same colour table whose every
+    # class already occurs in the map, evaluated against the same reference as the map
+    with rasterio.open(maps / "voted" / "classes.tif") as src:
+        assert src.colormap(1)[1][:3] == (0xE6, 0xC3, 0x4A) and list(src.transform) == list(
+            rasterio.open(maps / "classes.tif").transform)
+        voted = src.read(1)
+    assert cog_validate(str(maps / "voted" / "classes.tif"))[0]
+    assert set(np.unique(voted)) <= set(np.unique(classes)) and ((voted > 0) == (classes > 0)).all()
+    voted_accuracy = json.loads((report / "voted" / "accuracy.json").read_text())
+    assert voted_accuracy["evaluated_pixels"] == accuracy["evaluated_pixels"]
+    assert (maps / "voted" / "segments.gpkg").is_file() and (report / "voted" / "report.html").is_file()
     assert not list((demo_run / "results").rglob(".tmp-*"))
 
 
@@ -113,4 +124,15 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
     for rule in ("train_model", "predict_map", "evaluate_map"):
         assert rule in out
     for rule in ("build_cube", "build_features", "build_labels", "search_stac"):
+        assert rule not in out
+
+    # the voting is a stage of its own: changing it neither repredicts nor retrains
+    config = yaml.safe_load((demo_run / "config.yaml").read_text())
+    config["predict"]["voting"] = "probability"
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "vote_map" in out and "evaluate_voted_map" in out
+    for rule in ("train_model", "predict_map", "rule evaluate_map"):
         assert rule not in out

@@ -69,17 +69,30 @@ def relearning_input(wildcards):
     return {"base": f"{folder}/models/{base}/model_card.json"}
 
 
+# Object-based voting (predict.voting) is its own stage on the finished map (workflow/rules/vote.smk):
+# the voted map lives in maps/{model}/voted/ and is evaluated in reports/{model}/voted/.
+VOTING_KEYS = ("voting", "segment_method", "segment_scale", "segment_size")
+VOTING = config["predict"]["voting"] != "none"
+
+
+def predict_json():
+    """The predict section without the voting keys (changing the voting does not repredict)."""
+    return json.dumps({k: v for k, v in config["predict"].items() if k not in VOTING_KEYS})
+
+
+def voting_json():
+    """The voting keys of the predict section (pipeline.vote --options)."""
+    return json.dumps({k: config["predict"][k] for k in VOTING_KEYS})
+
+
 def maps_targets():
-    """What `maps` builds: every AOI's map and accuracy report for the configured model."""
+    """What `maps` builds: every AOI's map and accuracy report for the configured model, and
+    with predict.voting the voted map and its accuracy report."""
     model = configured_model()
-    return expand(
-        [
-            "results/{aoi}/maps/{model}/classes.tif",
-            "results/{aoi}/reports/{model}/accuracy.json",
-        ],
-        aoi=AOIS,
-        model=model,
-    )
+    patterns = ["results/{aoi}/maps/{model}/classes.tif", "results/{aoi}/reports/{model}/accuracy.json"]
+    if VOTING:
+        patterns += ["results/{aoi}/maps/{model}/voted/classes.tif", "results/{aoi}/reports/{model}/voted/accuracy.json"]
+    return expand(patterns, aoi=AOIS, model=model)
 
 
 # ---- experiments (workflow/rules/experiments.smk) ------------------------------------------
@@ -158,6 +171,10 @@ def experiment_runs(experiment):
                 runs.append({"aoi": aoi, "model": model, "value": value,
                              "accuracy": f"{folder}/reports/{model}/accuracy.json",
                              "card": f"{folder}/models/{model}/model_card.json"})
+                if experiment == "compare" and VOTING:  # the same map after object-based voting
+                    runs.append({"aoi": aoi, "model": f"{model}+voting", "value": value,
+                                 "accuracy": f"{folder}/reports/{model}/voted/accuracy.json",
+                                 "card": f"{folder}/models/{model}/model_card.json"})
     return runs
 
 

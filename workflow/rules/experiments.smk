@@ -70,7 +70,7 @@ rule predict_experiment_map:
         style="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.qml",
         item="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/item.json",
     params:
-        options=section_json("predict"),
+        options=predict_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),
     wildcard_constraints:

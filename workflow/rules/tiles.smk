@@ -118,7 +118,7 @@ rule predict_tile_map:
         style="results/{aoi}/tiles/{tile}/maps/{model}/classes.qml",
         item="results/{aoi}/tiles/{tile}/maps/{model}/item.json",
     params:
-        options=section_json("predict"),
+        options=predict_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),
     log:
