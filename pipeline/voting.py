@@ -2,11 +2,11 @@
 vote per image segment (segments: :mod:`pipeline.segments`), and the voted segments become
 polygons for GIS.
 
-Predict option ``voting`` ("majority" | "probability", default "none") writes, next to
-``classes.tif`` in ``results/{aoi}/maps/{model}/``: ``classes_voted.tif`` (uint8 class ids,
-0 = nodata, same colour table) and ``segments.gpkg`` (layer ``segments``: one (multi)polygon
-per segment with ``segment``, ``class_id``, ``class_name``, ``mean_probability``, ``pixels``,
-``area_m2``, ``area_ha``).
+With predict option ``voting`` ("majority" | "probability", default "none") the stage
+:mod:`pipeline.vote` writes ``results/{aoi}/maps/{model}/voted/``: ``classes.tif`` (uint8
+class ids, 0 = nodata, same colour table) and ``segments.gpkg`` (layer ``segments``: one
+(multi)polygon per segment with ``segment``, ``class_id``, ``class_name``,
+``mean_probability``, ``pixels``, ``area_m2``, ``area_ha``).
 
 Votes: "majority" = the class most pixels of the segment were mapped to (ties -> the earlier
 class of the class table); "probability" = the highest mean class probability over the
