@@ -133,7 +133,7 @@ def run_row(experiment: Experiment, run: Run, accuracy: Mapping[str, Any],
 
 
 TRAINING_OPTIONS = ("epochs", "max_windows_per_epoch", "label_fraction", "time_steps", "loss_normalization",
-                    "consistency_weight", "search_space", "n_iter")
+                    "consistency_weight", "rampup_epochs", "unlabelled_window_ratio", "search_space", "n_iter")
 
 
 def training_facts(card: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+import zarr
 
 from pipeline import experiments
 from pipeline.cloud_subset import SubsetOptions, aoi_cloud_cover, keep_dates, scene_cloud_cover, subset_features
@@ -24,6 +25,7 @@ from pipeline.errors import AccuracyError, ConfigError, FeatureError, StacError
 from pipeline.raster.zarr_io import write_zarr_atomic
 from pipeline.report import compare
 from pipeline.report.claims import beats_baselines, loses_less_with_few_labels, overall
+from pipeline.training.losses import rampup_weight
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -201,7 +203,20 @@ def test_claim_loses_less_with_few_labels() -> None:
     assert rows[-1]["training"]["max_windows_per_epoch"] == 48 and rows[-1]["training"]["val_oa"] == 0.382
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert "Semi-ConvLSTM at 10 %: best epoch 6 of 11 run (stopped early), validation OA 0.382" in text
-    assert "max_windows_per_epoch=48 windows per epoch (12 epochs)" in text
+    assert "max_windows_per_epoch=48 windows holding a label per epoch (12 epochs)" in text
+    # stopped right after the consistency ramp-up: the weight at the best epoch is named
+    card["options"].update(consistency_weight=10.0, rampup_epochs=5, unlabelled_window_ratio=1.0)
+    card.update(best_epoch=4, epochs_run=9)
+    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
+                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    w4 = rampup_weight(3, w_max=10.0, rampup_epochs=5)  # epoch 4 trained with the 0-based epoch 3
+    assert f"stopped improving at epoch 4, when the ramped consistency weight was {w4:.2g} of w_max=10" in text
+    assert "plus 1 times as many windows without a label" in text
+    card.update(best_epoch=9, epochs_run=12)  # best long after the ramp: no such note
+    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
+                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    assert "ramped consistency weight" not in " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     # no run at <= 10 %: not evaluated
     partial = {k: v for k, v in FRACTIONS.items() if k[1] != 0.1}
     assert loses_less_with_few_labels(fraction_rows(partial))[0].status == "not evaluated"
@@ -322,14 +337,16 @@ def job_counts(text: str) -> dict[str, int]:
 
 
 def fake_outputs(workdir: Path, dry_run: str, target: str) -> None:
-    """Create every output listed in a dry run's log as an empty file/folder, then let Snakemake
+    """Create every output listed in a dry run's log as an empty file/folder/store, then let Snakemake
     ``--touch`` them in DAG order (recording their parameters), as if ``target`` had run."""
     for line in dry_run.splitlines():
         if not line.startswith("    output: "):
             continue
         for path in line.removeprefix("    output: ").split(", "):
             out = workdir / path
-            if path.endswith((".zarr", "catalog")):
+            if path.endswith(".zarr"):  # an empty Zarr group (an empty folder is an incomplete store)
+                zarr.open_group(str(out), mode="w")
+            elif path.endswith("catalog"):
                 out.mkdir(parents=True, exist_ok=True)
             else:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -350,7 +367,7 @@ def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     assert counts["aggregate_experiment"] == 4 and "report_experiments" not in counts
     assert all(counts[t] == 1 for t in ("compare", "label_fraction", "time_length", "cloud_cover"))
     # each model gets its train options: the varied one from the path, its own search-space keys
-    commands = [line for line in listing.splitlines() if "python -m pipeline.train" in line]
+    commands = [line for line in listing.splitlines() if "-m pipeline.train " in line]
     options = {(c.split("--out ")[1].split()[0]): json.loads(c.split("--options '")[1].split("' --threads")[0])
                for c in commands}
     assert options["results/mini/models/rf"]["search_space"] == {"max_features": ["log2"]}

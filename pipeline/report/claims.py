@@ -95,6 +95,9 @@ def beats_baselines(rows: Sequence[Mapping[str, Any]], *, model: str = "semi_con
             line = _training_line(ours, _name(model))
             if line:
                 diagnosis.append(line)
+            note = consistency_note(ours)
+            if note:
+                diagnosis.append(note)
             if by_model[best]["f1_weighted"] >= 0.95:
                 diagnosis.append(f"{_name(best)} already reaches W-F1 {by_model[best]['f1_weighted']:.3f}: the classes "
                                  "are separable pixel by pixel from the features of the window, which leaves the "
@@ -164,22 +167,53 @@ def _training_line(row: Mapping[str, Any], what: str) -> str | None:
     return f"{what}: best epoch {t['best_epoch']} of {t.get('epochs_run')} run{stop}{val_text}"
 
 
+def ramp_weight(epoch: int, *, w_max: float, rampup_epochs: int) -> float:
+    """The consistency weight the training used at 0-based ``epoch``: the Gaussian ramp of
+    :func:`pipeline.training.losses.rampup_weight`, restated here so that reports need no torch."""
+    if w_max == 0.0:
+        return 0.0
+    if rampup_epochs <= 0:
+        return float(w_max)
+    if epoch <= 0:
+        return 0.0
+    t = min(epoch / rampup_epochs, 1.0)
+    return float(w_max * math.exp(-5.0 * (1.0 - t) ** 2))
+
+
+def consistency_note(row: Mapping[str, Any]) -> str | None:
+    """For a Semi-ConvLSTM run that stopped improving during or right after the ramp-up of the
+    consistency weight: the weight at its best epoch and what it suggests."""
+    t = row.get("training") or {}
+    best, run, w_max, ramp = t.get("best_epoch"), t.get("epochs_run"), t.get("consistency_weight"), t.get("rampup_epochs")
+    if row.get("model") != "semi_convlstm" or None in (best, run, w_max, ramp) or best >= run:
+        return None
+    w_best = ramp_weight(int(best) - 1, w_max=float(w_max), rampup_epochs=int(ramp))
+    if best > int(ramp) + 1:
+        return None
+    return (f"{_name(row['model'])}: the validation loss stopped improving at epoch {best}, when the ramped "
+            f"consistency weight was {w_best:.2g} of w_max={float(w_max):g}, and did not improve in the "
+            f"{run - best} epoch(s) after it: once the consistency term weighs as much as the focal loss of the "
+            f"few labelled pixels, it holds the supervised fit back (the supervised loss rises again in metrics.csv); "
+            f"a smaller train.consistency_weight or a longer rampup_epochs is the lever, not the data")
+
+
 def training_notes(model_row: Mapping[str, Any], supervised_row: Mapping[str, Any], *, fraction: float) -> list[str]:
     """What the model cards say about the two training runs at ``fraction`` of the labels (rows
     with a ``training`` entry, see :func:`pipeline.experiments.training_facts`)."""
     notes = [line for line in (
         _training_line(model_row, f"{_name(model_row['model'])} at {fraction * 100:g} %"),
         _training_line(supervised_row, f"{_name(supervised_row['model'])} at {fraction * 100:g} %")) if line]
-    cap = (model_row.get("training") or {}).get("max_windows_per_epoch")
-    epochs = (model_row.get("training") or {}).get("epochs")
+    facts = model_row.get("training") or {}
+    cap, epochs = facts.get("max_windows_per_epoch"), facts.get("epochs")
     if cap and model_row["model"] == "semi_convlstm":
-        notes.append(
-            f"training budget: both draw at most max_windows_per_epoch={cap} windows per epoch ({epochs} epochs), but "
-            f"the Semi-ConvLSTM draws them from every window with data (the consistency term needs no label) while "
-            f"the ConvLSTM draws only windows ending at a labelled date; with {fraction * 100:g} % of the labelled "
-            f"dates most of the Semi-ConvLSTM's windows carry no label, so it sees far fewer labelled windows than "
-            f"the ConvLSTM in the same budget: the comparison is unequal, and these numbers cannot separate the "
-            f"effect of the consistency loss from that of the smaller supervised budget")
+        ratio = facts.get("unlabelled_window_ratio")
+        extra = (f" plus {ratio:g} times as many windows without a label (consistency term only)"
+                 if isinstance(ratio, int | float) else "")
+        notes.append(f"training budget: both models see at most max_windows_per_epoch={cap} windows holding a "
+                     f"label per epoch ({epochs} epochs), the Semi-ConvLSTM{extra}: the supervised budgets are equal")
+    note = consistency_note(model_row)
+    if note:
+        notes.append(note)
     return notes
 
 
