@@ -133,7 +133,8 @@ def run_row(experiment: Experiment, run: Run, accuracy: Mapping[str, Any],
 
 
 TRAINING_OPTIONS = ("epochs", "max_windows_per_epoch", "label_fraction", "time_steps", "loss_normalization",
-                    "consistency_weight", "rampup_epochs", "unlabelled_window_ratio", "search_space", "n_iter")
+                    "consistency_weight", "consistency_scaling", "rampup_epochs", "unlabelled_window_ratio",
+                    "search_space", "n_iter")
 
 
 def training_facts(card: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,7 +144,8 @@ def training_facts(card: Mapping[str, Any]) -> dict[str, Any]:
     options = card.get("options") or {}
     return {"best_epoch": card.get("best_epoch"), "epochs_run": card.get("epochs_run"),
             "stopped_early": card.get("stopped_early"), "val_oa": metrics.get("val_oa"),
-            "val_f1": metrics.get("val_f1"), **{k: options.get(k) for k in TRAINING_OPTIONS}}
+            "val_f1": metrics.get("val_f1"), "labelled_share": metrics.get("labelled_share"),
+            **{k: options.get(k) for k in TRAINING_OPTIONS}}
 
 
 def build_table(experiment: ExperimentName | str, runs: Sequence[Run],

@@ -213,6 +213,14 @@ def test_claim_loses_less_with_few_labels() -> None:
     w4 = rampup_weight(3, w_max=10.0, rampup_epochs=5)  # epoch 4 trained with the 0-based epoch 3
     assert f"stopped improving at epoch 4, when the ramped consistency weight was {w4:.2g} of w_max=10" in text
     assert "plus 1 times as many windows without a label" in text
+    assert "train.consistency_scaling: labelled_share" in text  # an unscaled run is pointed at the scaling
+    card["options"]["consistency_scaling"] = "labelled_share"  # a scaled run: the effective weight is named
+    card["metrics"]["labelled_share"] = 0.025
+    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
+                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    assert f"of w_max=10 (times the labelled share 0.025 of the epoch's pixels: {w4 * 0.025:.2g})" in text
+    assert "train.consistency_scaling: labelled_share" not in text
     card.update(best_epoch=9, epochs_run=12)  # best long after the ramp: no such note
     rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
                                    experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)

@@ -81,14 +81,42 @@ def test_stage_end_to_end_semi_convlstm_learns(tmp_path: Path) -> None:
     assert {p.name for p in out.iterdir()} == {"model.pt", "checkpoint.pt", "metrics.csv", "model_card.json"}
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
-    assert list(rows[0]) == ["epoch", "train_loss", "sup_loss", "cons_loss", "w", "val_loss", "val_oa", "val_f1", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "sup_loss", "cons_loss", "w", "labelled_share", "val_loss", "val_oa",
+                             "val_f1", "lr", "seconds"]
     assert float(rows[0]["w"]) == 0.0 and float(rows[-1]["w"]) == 1.0 and float(rows[-1]["cons_loss"]) > 0
+    assert 0.0 < float(rows[-1]["labelled_share"]) <= 1.0
     card = json.loads((out / "model_card.json").read_text())
     assert card["model"] == "semi_convlstm" and card["data"]["features"] == str(fz)
     assert card["options_hash"] == parse_train_options(opts).digest()
     assert card["metrics"]["val_oa"] >= 0.95, card["metrics"]
     assert card["best_epoch"] == int(min(rows, key=lambda r: float(r["val_loss"]))["epoch"])  # monitor: val_loss
     assert _accuracy_on_last_window(out, f, lab) >= 0.95
+
+
+def test_consistency_weight_is_scaled_by_the_labelled_share(tmp_path: Path) -> None:
+    """consistency_scaling 'labelled_share' (the Pi-model's w_max * M/N) trains exactly as
+    'none' with w_max multiplied by the share that metrics.csv reports, and differently from
+    the unscaled weight: with 10 % of the pixels labelled the scaling matters."""
+    f, lab = make_dataset()
+    sparse = lab["labels"].values.copy()
+    sparse[np.random.default_rng(1).random(sparse.shape) >= 0.1] = 0  # 10 % of the pixels labelled
+    lab = lab.copy(data={"labels": sparse})
+    base = {**FAST, "model": "semi_convlstm", "epochs": 3, "rampup_epochs": 2, "consistency_weight": 4.0}
+
+    def curve(name: str, **opts: object) -> list[dict[str, float]]:
+        train_model(f, lab, tmp_path / name, {**base, **opts})
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader((tmp_path / name / "metrics.csv").open())]
+
+    scaled = curve("scaled")
+    shares = {r["labelled_share"] for r in scaled}
+    assert len(shares) == 1  # every window in every epoch (no max_windows_per_epoch): one share
+    share = shares.pop()
+    assert 0.05 < share < 0.2
+    assert [r["w"] for r in scaled] == [0.0, pytest.approx(4.0 * np.exp(-5 * 0.25)), 4.0]  # w(e), before scaling
+    by_hand = curve("by_hand", consistency_scaling="none", consistency_weight=4.0 * share)
+    np.testing.assert_allclose([r["train_loss"] for r in by_hand], [r["train_loss"] for r in scaled], rtol=1e-4)
+    unscaled = curve("unscaled", consistency_scaling="none")
+    assert abs(unscaled[-1]["train_loss"] - scaled[-1]["train_loss"]) > 1e-3
 
 
 def test_supervised_convlstm_and_pixel_lstm_learn(tmp_path: Path) -> None:

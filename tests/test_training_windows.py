@@ -185,3 +185,37 @@ def test_pixel_models_get_the_pixels_of_the_patch_budget() -> None:
                              np.zeros((5, 4), dtype=np.int64), time_steps=2, patch=(8, 8))
     assert window_budget(opts, pixel_src) == 3 * 64
     assert window_budget(opts, patch_src) == 3
+
+
+def test_pixel_counts_and_labelled_share_match_brute_force() -> None:
+    """The counts behind the Pi-model's weight scaling (labelled / usable pixels of the windows
+    an epoch draws) equal a numpy count over what each window's batch holds."""
+    from pipeline.training.loop import labelled_share
+
+    rng = np.random.default_rng(3)
+    t_, h, w = 5, 12, 12
+    feats = torch.zeros(t_, 1, h, w, dtype=torch.float16)
+    labels_np = np.where(rng.random((t_, h, w)) < 0.1, rng.integers(0, 3, (t_, h, w)), -1).astype(np.int16)
+    usable_np = rng.random((t_, h, w)) < 0.8
+    windows = np.array([[2, 0, 0, 0], [3, 4, 4, 1], [4, 6, 2, 0], [4, 8, 8, 1]])
+    owned_np = rng.random((2, 4, 4)) < 0.7
+    src = WindowSource(feats, torch.from_numpy(labels_np), torch.from_numpy(usable_np), windows, time_steps=2,
+                       patch=(4, 4), owned=torch.from_numpy(owned_np))
+    expected = []
+    for e, y, x, o in windows:
+        own = owned_np[o]
+        expected.append([int(((labels_np[e, y:y + 4, x:x + 4] >= 0) & own).sum()),
+                         int((usable_np[e, y:y + 4, x:x + 4] & own).sum())])
+    assert src.pixel_counts().tolist() == expected
+    b = src.batch(torch.arange(4))  # the counts are those of the batches the loop trains on
+    assert [[int((b.target[i] >= 0).sum()), int(b.usable[i].sum())] for i in range(4)] == expected
+    order = torch.tensor([1, 3, 3, 0])  # a window drawn twice counts twice
+    exp = np.array(expected)[[1, 3, 3, 0]].sum(0)
+    assert labelled_share(src, order) == pytest.approx(exp[0] / exp[1], rel=1e-12)
+    assert labelled_share(src, torch.zeros(0, dtype=torch.int64)) == 0.0
+
+    pix_windows = np.array([[1, 0, 0], [2, 5, 7], [4, 11, 11]])
+    pix = WindowSource(feats, torch.from_numpy(labels_np), torch.from_numpy(usable_np), pix_windows, time_steps=2,
+                       patch=None)
+    assert pix.pixel_counts().tolist() == [[int(labels_np[e, y, x] >= 0), int(usable_np[e, y, x])]
+                                           for e, y, x in pix_windows]

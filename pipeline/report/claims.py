@@ -190,11 +190,17 @@ def consistency_note(row: Mapping[str, Any]) -> str | None:
     w_best = ramp_weight(int(best) - 1, w_max=float(w_max), rampup_epochs=int(ramp))
     if best > int(ramp) + 1:
         return None
+    share = t.get("labelled_share")
+    scaled = t.get("consistency_scaling") == "labelled_share" and isinstance(share, int | float)
+    weight = (f"{w_best:.2g} of w_max={float(w_max):g} (times the labelled share {share:.3g} of the epoch's pixels: "
+              f"{w_best * share:.2g})" if scaled else f"{w_best:.2g} of w_max={float(w_max):g}")
+    lever = ("a smaller train.consistency_weight or a longer rampup_epochs is the lever, not the data" if scaled else
+             "train.consistency_scaling: labelled_share (the Pi-model's w_max * M/N), a smaller "
+             "train.consistency_weight or a longer rampup_epochs is the lever, not the data")
     return (f"{_name(row['model'])}: the validation loss stopped improving at epoch {best}, when the ramped "
-            f"consistency weight was {w_best:.2g} of w_max={float(w_max):g}, and did not improve in the "
-            f"{run - best} epoch(s) after it: once the consistency term weighs as much as the focal loss of the "
-            f"few labelled pixels, it holds the supervised fit back (the supervised loss rises again in metrics.csv); "
-            f"a smaller train.consistency_weight or a longer rampup_epochs is the lever, not the data")
+            f"consistency weight was {weight}, and did not improve in the {run - best} epoch(s) after it: once the "
+            f"consistency term weighs as much as the focal loss of the few labelled pixels, it holds the supervised fit "
+            f"back (the supervised loss rises again in metrics.csv); {lever}")
 
 
 def training_notes(model_row: Mapping[str, Any], supervised_row: Mapping[str, Any], *, fraction: float) -> list[str]:

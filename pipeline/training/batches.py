@@ -48,9 +48,32 @@ class WindowSource:
         self.labelled = torch.ones(n, dtype=torch.bool) if labelled is None else torch.as_tensor(labelled, dtype=torch.bool)
         if self.labelled.shape != (n,):
             raise ValueError(f"labelled has shape {tuple(self.labelled.shape)}, expected ({n},)")
+        self._counts: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
+
+    def pixel_counts(self) -> Tensor:
+        """(N, 2) int64 on the CPU: per window, the labelled pixels (target >= 0) and the pixels
+        with data (usable) that :meth:`batch` returns for it, i.e. at the window's end date,
+        within ``owned`` where given. Computed once and cached."""
+        if self._counts is None:
+            if self.patch is None:
+                ends, ys, xs = (self.windows[:, i].to(self.labels.device) for i in range(3))
+                counts = torch.stack([(self.labels[ends, ys, xs] >= 0).long(), self.usable[ends, ys, xs].long()], 1)
+            else:
+                ph, pw = self.patch
+                counts = torch.zeros(len(self), 2, dtype=torch.int64)
+                for i, row in enumerate(self.windows.tolist()):
+                    e, y, x0 = row[:3]
+                    labelled = self.labels[e, y : y + ph, x0 : x0 + pw] >= 0
+                    usable = self.usable[e, y : y + ph, x0 : x0 + pw]
+                    if self.owned is not None:
+                        own = self.owned[row[3]]
+                        labelled, usable = labelled & own, usable & own
+                    counts[i, 0], counts[i, 1] = int(labelled.sum()), int(usable.sum())
+            self._counts = counts.cpu()
+        return self._counts
 
     def batch(self, idx: Tensor) -> Batch:
         """Gather the windows ``idx`` (n,) int64 into a :class:`Batch`."""

@@ -57,7 +57,8 @@ from pipeline.training.options import TrainOptions
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("epoch", "train_loss", "sup_loss", "cons_loss", "w", "val_loss", "val_oa", "val_f1", "lr", "seconds")
+METRIC_COLUMNS = ("epoch", "train_loss", "sup_loss", "cons_loss", "w", "labelled_share", "val_loss", "val_oa", "val_f1",
+                  "lr", "seconds")
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 METRICS_NAME = "metrics.csv"
@@ -132,6 +133,14 @@ def window_budget(options: TrainOptions, src: WindowSource) -> int | None:
     return options.max_windows_per_epoch * (1 if src.patch is not None else options.patch**2)
 
 
+def labelled_share(src: WindowSource, order: Tensor) -> float:
+    """Share of labelled pixels among the pixels with data in the windows ``order`` (n,) of
+    ``src`` (each window counted as often as it occurs): the M/N of the Pi-model's weight
+    scaling for the windows of one epoch; 0 for an empty order."""
+    counts = src.pixel_counts()[order.cpu()].sum(0)
+    return float(counts[0]) / float(counts[1]) if int(counts[1]) > 0 else 0.0
+
+
 def _local_batch(src: WindowSource, indices: Tensor, world: World, device: torch.device) -> Batch:
     """This rank's share of the global batch ``indices``. A rank left without a window (the
     last, partial batch of an epoch with fewer windows than ranks) gets a copy of the batch's
@@ -154,12 +163,18 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
                  device: torch.device, generator: torch.Generator, w: float, alpha: Tensor | None,
                  batch_size: int, channel_std: Tensor, desc: str, world: World = SINGLE) -> tuple[dict[str, float], int]:
     """One epoch over :func:`epoch_order` in batches of ``batch_size`` windows; returns the mean
-    (loss, sup_loss, cons_loss) over the steps taken and the number of steps. ``model`` is the
-    DDP wrapper under DDP: each rank then trains on its share of every batch, and a batch is
-    skipped (w = 0 and no label) only when it holds no label on any rank."""
+    (loss, sup_loss, cons_loss) over the steps taken, the ``labelled_share`` of the epoch's
+    windows, and the number of steps. ``w`` is the ramped consistency weight; with
+    ``consistency_scaling`` "labelled_share" the term is weighted by ``w * labelled_share``
+    (the same on every rank: every rank draws the same order). ``model`` is the DDP wrapper
+    under DDP: each rank then trains on its share of every batch, and a batch is skipped
+    (weight 0 and no label) only when it holds no label on any rank."""
     model.train()
     order = epoch_order(src.labelled, budget=window_budget(options, src),
                         unlabelled_ratio=options.unlabelled_window_ratio, generator=generator)
+    share = labelled_share(src, order)
+    if options.consistency_scaling == "labelled_share":
+        w = w * share
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     steps = 0
     noise = {"noise_std": options.noise_std, "jitter": options.temporal_jitter, "channel_std": channel_std}
@@ -188,7 +203,7 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
     if world.active:  # each rank's terms are world.size x its share: the mean over ranks is the batch's value
         sums = all_reduce_sum(sums, world) / world.size
     means = (sums / max(steps, 1)).tolist()
-    return {"train_loss": means[0], "sup_loss": means[1], "cons_loss": means[2]}, steps
+    return {"train_loss": means[0], "sup_loss": means[1], "cons_loss": means[2], "labelled_share": share}, steps
 
 
 def _write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
@@ -308,8 +323,9 @@ def fit(
             state["finished"] = True
         ranks_rng = capture_rank_rng(device, world) if world.active else None  # collective: every rank
         if world.is_main:
-            log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g) val_loss %.4f OA %.3f F1 %.3f [%.1fs]",
-                     epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w, row["val_loss"],
+            log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g, labelled share %.3g) val_loss %.4f OA %.3f "
+                     "F1 %.3f [%.1fs]", epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w,
+                     row["labelled_share"], row["val_loss"],
                      row["val_oa"], row["val_f1"], row["seconds"])
             _write_metrics(out_dir, state["history"])
             extra = {} if ranks_rng is None else {"rank_rng": ranks_rng}

@@ -6,7 +6,11 @@ pixels + ramped-up consistency between two stochastic passes (Pi-model, Laine & 
 
 ``p_i`` is the softmax probability of the reference class of pixel i, ``sigma`` the per-class
 balancing factor (alpha), ``K`` the number of classes, ``|B|`` the pixels of the minibatch,
-``w(e)`` the Gaussian ramp-up.
+``w(e)`` the Gaussian ramp-up. With ``consistency_scaling: labelled_share`` (default) the loop
+multiplies ``w(e)`` by the share of labelled pixels among the pixels with data in the epoch's
+windows, the ``w_max * M/N`` of the Pi-model's reference implementation (s-laine/tempens), so
+that the consistency term keeps the weight relative to the supervised term that it has with
+densely labelled inputs.
 """
 
 from __future__ import annotations

@@ -53,6 +53,12 @@ class TrainOptions:
     loss_normalization: "batch" divides the supervised sum by the number of pixels with data
         in the minibatch (|B| of eq. (3), Pi-model) or "labelled" by the labelled ones.
     consistency_weight: w_max of the ramp-up (semi_convlstm only, must be > 0 there).
+    consistency_scaling: "labelled_share" (default) multiplies the ramped weight by the share
+        of labelled pixels among the pixels with data in the windows of the epoch, as the
+        Pi-model's reference implementation scales w_max by M/N (labelled / all training
+        inputs, Laine & Aila 2017), so that the consistency term cannot outweigh the
+        supervised term of a few labelled pixels (eq. 3 divides that term by all pixels of
+        the batch); "none" uses the ramped weight as is.
     rampup_epochs: epochs of the Gaussian ramp-up w_max * exp(-5 (1 - e/N)^2), w(0) = 0.
     dropout, noise_std (Gaussian input noise in units of each channel's std),
         temporal_jitter (probability that a step of the window is replaced by its predecessor):
@@ -108,6 +114,7 @@ class TrainOptions:
     focal_alpha: Literal["balanced"] | None = "balanced"
     loss_normalization: Literal["batch", "labelled"] = "batch"
     consistency_weight: float = 10.0
+    consistency_scaling: Literal["labelled_share", "none"] = "labelled_share"
     rampup_epochs: int = 10
     dropout: float = 0.3
     noise_std: float = 0.1
@@ -191,7 +198,7 @@ _CHOICES = {
     "focal_alpha": ("balanced", None), "loss_normalization": ("batch", "labelled"),
     "monitor": ("val_loss", "val_oa", "val_f1"), "device": ("auto", "cpu", "cuda"),
     "label_removal": ("chronological", "random"), "relearning": get_args(Relearning),
-    "segment_method": get_args(SegmentMethod),
+    "segment_method": get_args(SegmentMethod), "consistency_scaling": ("labelled_share", "none"),
 }
 _NULLABLE = {"block_size", "buffer", "max_windows_per_epoch"}
 

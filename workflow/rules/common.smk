@@ -121,6 +121,7 @@ def model_train_json(model, overrides=None):
             options.pop(key, None)
     if model != "semi_convlstm":  # semi-supervised settings do not change (rerun) the others
         options.pop("consistency_weight", None)
+        options.pop("consistency_scaling", None)
         options.pop("unlabelled_window_ratio", None)
     # search_space: RF gets the RF keys, SVM the SVM keys (a key of neither goes to both, so the
     # stage names it), the other models none - one section serves both baselines.
