@@ -225,6 +225,12 @@ def test_claim_loses_less_with_few_labels() -> None:
     rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
                                    experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     assert "ramped consistency weight" not in " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    assert "epoch budget ran out" not in " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    card.update(best_epoch=12, epochs_run=12, stopped_early=False)  # best at the last epoch of the budget
+    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
+                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
+    assert "best epoch 12 of 12 run, validation OA 0.382 - still improving when the epoch budget ran out" in text
     # no run at <= 10 %: not evaluated
     partial = {k: v for k, v in FRACTIONS.items() if k[1] != 0.1}
     assert loses_less_with_few_labels(fraction_rows(partial))[0].status == "not evaluated"

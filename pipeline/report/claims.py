@@ -164,7 +164,11 @@ def _training_line(row: Mapping[str, Any], what: str) -> str | None:
     val = t.get("val_oa")
     val_text = f", validation OA {val:.3f}" if isinstance(val, int | float) and math.isfinite(val) else ""
     stop = " (stopped early)" if t.get("stopped_early") else ""
-    return f"{what}: best epoch {t['best_epoch']} of {t.get('epochs_run')} run{stop}{val_text}"
+    budget = ""
+    if not t.get("stopped_early") and t["best_epoch"] == t.get("epochs_run") == t.get("epochs"):
+        budget = (" - still improving when the epoch budget ran out (train.epochs): more epochs may change "
+                  "the ranking")
+    return f"{what}: best epoch {t['best_epoch']} of {t.get('epochs_run')} run{stop}{val_text}{budget}"
 
 
 def ramp_weight(epoch: int, *, w_max: float, rampup_epochs: int) -> float:
