@@ -55,25 +55,35 @@ class WindowSource:
 
     def pixel_counts(self) -> Tensor:
         """(N, 2) int64 on the CPU: per window, the labelled pixels (target >= 0) and the pixels
-        with data (usable) that :meth:`batch` returns for it, i.e. at the window's end date,
-        within ``owned`` where given. Computed once and cached."""
+        with data (usable) that :meth:`batch` returns for it. Computed once and cached."""
         if self._counts is None:
             if self.patch is None:
-                ends, ys, xs = (self.windows[:, i].to(self.labels.device) for i in range(3))
-                counts = torch.stack([(self.labels[ends, ys, xs] >= 0).long(), self.usable[ends, ys, xs].long()], 1)
+                target, usable = self._targets(self.windows)
+                counts = torch.stack([(target >= 0).long(), usable.long()], 1)
             else:
-                ph, pw = self.patch
-                counts = torch.zeros(len(self), 2, dtype=torch.int64)
-                for i, row in enumerate(self.windows.tolist()):
-                    e, y, x0 = row[:3]
-                    labelled = self.labels[e, y : y + ph, x0 : x0 + pw] >= 0
-                    usable = self.usable[e, y : y + ph, x0 : x0 + pw]
-                    if self.owned is not None:
-                        own = self.owned[row[3]]
-                        labelled, usable = labelled & own, usable & own
-                    counts[i, 0], counts[i, 1] = int(labelled.sum()), int(usable.sum())
+                counts = torch.tensor([[int((t >= 0).sum()), int(u.sum())]
+                                       for t, u in (self._patch_target(row) for row in self.windows.tolist())],
+                                      dtype=torch.int64).reshape(-1, 2)
             self._counts = counts.cpu()
         return self._counts
+
+    def _targets(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """Targets (n,) int64 and usable (n,) bool of pixel windows ``w`` (n, 3)."""
+        ends, ys, xs = (w[:, i].to(self.labels.device) for i in range(3))
+        return self.labels[ends, ys, xs].long(), self.usable[ends, ys, xs]
+
+    def _patch_target(self, row: list[int]) -> tuple[Tensor, Tensor]:
+        """Targets (ph, pw) int64 (-1 outside ``owned``) and usable (ph, pw) bool of the patch
+        window ``row`` (end, y, x[, origin index]) at its end date."""
+        ph, pw = self.patch  # type: ignore[misc]
+        e, y, x0 = row[:3]
+        target = self.labels[e, y : y + ph, x0 : x0 + pw].long()
+        usable = self.usable[e, y : y + ph, x0 : x0 + pw]
+        if self.owned is not None:
+            own = self.owned[row[3]]
+            target = torch.where(own, target, torch.full_like(target, -1))
+            usable = usable & own
+        return target, usable
 
     def batch(self, idx: Tensor) -> Batch:
         """Gather the windows ``idx`` (n,) int64 into a :class:`Batch`."""
@@ -83,18 +93,13 @@ class WindowSource:
             ends, ys, xs = (w[:, i].to(dev) for i in range(3))
             tt = ends[:, None] + torch.arange(-self.t + 1, 1, device=dev)[None, :]
             x = self.features[tt, :, ys[:, None], xs[:, None]].float()  # (n, t, C)
-            return Batch(x, self.labels[ends, ys, xs].long(), self.usable[ends, ys, xs])
+            return Batch(x, *self._targets(w))
         ph, pw = self.patch
         xs_, ts_, us_ = [], [], []
         for row in w.tolist():
             e, y, x0 = row[:3]
             xs_.append(self.features[e - self.t + 1 : e + 1, :, y : y + ph, x0 : x0 + pw])
-            target = self.labels[e, y : y + ph, x0 : x0 + pw].long()
-            usable = self.usable[e, y : y + ph, x0 : x0 + pw]
-            if self.owned is not None:
-                own = self.owned[row[3]]
-                target = torch.where(own, target, torch.full_like(target, -1))
-                usable = usable & own
+            target, usable = self._patch_target(row)
             ts_.append(target)
             us_.append(usable)
         return Batch(torch.stack(xs_).float(), torch.stack(ts_), torch.stack(us_))
