@@ -16,9 +16,16 @@ from pipeline.accuracy.area import (
     area_adjusted_accuracy,
     area_adjusted_from_sample,
     require_probability_design,
+    round_to_total,
     sample_error_matrix,
+    try_area_adjusted,
 )
-from pipeline.accuracy.sampling import allocate_sample, sample_size_for_overall_accuracy, stratified_sample
+from pipeline.accuracy.sampling import (
+    allocate_sample,
+    draw_stratified_sample,
+    sample_size_for_overall_accuracy,
+    stratified_sample,
+)
 from pipeline.errors import AccuracyError
 from pipeline.reference.classes import ClassTable
 
@@ -137,8 +144,8 @@ def test_sample_size_eq13_and_allocation() -> None:
     assert alloc[2:].tolist() == [163, 328]
     # tiny strata are capped at their pixel count, empty strata get nothing
     assert allocate_sample(1000, [5, 10, 100_000, 0], min_per_stratum=50).tolist() == [5, 10, 985, 0]
-    with pytest.raises(AccuracyError, match="min_per_stratum"):
-        allocate_sample(100, MAPPED, min_per_stratum=50)
+    # floors above the eq. 13 total: every mapped stratum still gets its minimum, the total grows
+    assert allocate_sample(100, MAPPED, min_per_stratum=50).tolist() == [50, 50, 50, 50]
 
 
 def test_stratified_sample_draws_without_replacement() -> None:
@@ -202,3 +209,148 @@ def test_a_stratum_sampled_in_full_adds_no_variance() -> None:
     # one unit out of two mapped pixels is not a census: still refused, naming the stratum
     with pytest.raises(AccuracyError, match="class_3.*1 sample unit"):
         area_adjusted_accuracy(counts, np.array([1000.0, 500.0, 2.0]), design="stratified_random")
+
+
+TABLE3 = ClassTable.from_config([{"id": i, "name": n, "color": "#000000"}
+                                 for i, n in ((1, "forest"), (2, "crops"), (3, "water"))])
+
+
+def test_worked_example_in_hectares_and_km2(est) -> None:  # noqa: ANN001
+    """ha and km2 are the published pixel areas times 0.09 ha (/ 100 for km2); pixel counts are
+    integers that still add up to the 10,000,000 mapped pixels."""
+    d = est.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    for i, name in enumerate(NAMES):
+        assert d["area_ha"][name] == pytest.approx(PUBLISHED["area"][i] * 0.09, abs=0.09)
+        assert d["area_ha_ci95"][name] == pytest.approx(PUBLISHED["area_ci"][i] * 0.09, abs=0.09)
+        assert d["area_km2"][name] == pytest.approx(d["area_ha"][name] / 100)
+        assert d["area_km2_ci95"][name] == pytest.approx(d["area_ha_ci95"][name] / 100)
+        assert d["mapped_area_ha"][name] == pytest.approx(MAPPED[i] * 0.09)
+        # published values are rounded one by one (they sum to 9,999,999); the JSON's are rounded so
+        # that they add up to the mapped total: each within one pixel of the published one
+        assert abs(d["area_pixels"][name] - PUBLISHED["area"][i]) <= 1
+        assert d["area_pixels_ci95"][name] == PUBLISHED["area_ci"][i]
+        assert isinstance(d["mapped_area_pixels"][name], int) and isinstance(d["area_pixels"][name], int)
+    assert sum(d["area_pixels"].values()) == MAPPED.sum()
+    assert '"stable forest": 3200000,' in text and '"deforestation": 235086,' in text  # no decimals
+    assert d["total_area_km2"] == pytest.approx(9000.0)
+    assert d["frame"] == "map" and d["frame_pixels"] == MAPPED.sum() and d["available"] is True
+
+
+def test_round_to_total_keeps_the_sum() -> None:
+    v = np.array([0.4, 0.4, 0.4, 1.8])  # sum 3.0; plain rounding gives 0 + 0 + 0 + 2 = 2
+    out = round_to_total(v)
+    assert out.sum() == 3 and out.tolist() == [1, 0, 0, 2]
+
+
+def test_allocation_gives_a_tiny_class_its_census() -> None:
+    # proportional share of a 3-pixel class would be 0: it gets all 3 (a census), the rest stays proportional
+    alloc = allocate_sample(400, [100_000, 50_000, 3], min_per_stratum=50)
+    assert alloc.tolist()[2] == 3 and alloc.sum() == 400
+    assert alloc[:2].tolist() == [round(397 * 2 / 3), round(397 / 3)]
+    # floors above the total: 50 + 3 + 1, the total grows past 20
+    assert allocate_sample(20, [1000, 3, 1], min_per_stratum=50).tolist() == [50, 3, 1]
+    # a total above the pixels there are: every pixel (a census of the map)
+    assert allocate_sample(500, [30, 3, 0], min_per_stratum=5).tolist() == [30, 3, 0]
+
+
+def test_allocation_caps_at_the_frame_counts() -> None:
+    # weights from the whole map, caps from the frame: stratum 1 has only 40 frame pixels
+    alloc = allocate_sample(641, MAPPED, min_per_stratum=75, frame_pixels=[40, 1_000, 100_000, 0])
+    assert alloc[0] == 40 and alloc[1] == 75 and alloc[3] == 0
+    assert alloc.sum() == 641
+    # stable forest takes the rest (stable non-forest, mapped but not in the frame, gets nothing)
+    assert alloc[2] == 641 - 40 - 75
+    with pytest.raises(AccuracyError, match="no mapped pixel lies inside the sampling frame"):
+        allocate_sample(10, [5, 5], frame_pixels=[0, 0])
+
+
+def blocks_world() -> tuple[np.ndarray, np.ndarray]:
+    """A 60 x 60 map of forest/crops with a 12-pixel water body crossing one test block, and a
+    frame of four 15 x 15 test blocks."""
+    rng = np.random.default_rng(5)
+    cmap = rng.choice(np.array([1, 2], np.uint8), size=(60, 60), p=[0.7, 0.3])
+    cmap[10:13, 26:30] = 3  # water: 12 pixels, 6 of them inside the block at cols 15:30
+    cmap[0, :] = 0  # a nodata row
+    within = np.zeros(cmap.shape, bool)
+    for r, c in ((0, 0), (0, 30), (30, 15), (45, 45)):
+        within[r:r + 15, c:c + 15] = True
+    within[10:13, 15:28] = True  # the block that catches part of the water body
+    return cmap, within
+
+
+def test_frame_restricted_sample_stays_inside_and_respects_frame_counts() -> None:
+    cmap, within = blocks_world()
+    s = draw_stratified_sample(cmap, class_ids=[1, 2, 3], seed=2, sample_size=80, min_per_stratum=20,
+                               within=within)
+    assert within[s.rows, s.cols].all()  # never outside the frame
+    np.testing.assert_array_equal(cmap[s.rows, s.cols], s.stratum)
+    in_frame = [int(((cmap == c) & within).sum()) for c in (1, 2, 3)]
+    assert s.frame_area_pixels == tuple(in_frame) and in_frame[2] == 6
+    assert s.mapped_area_pixels == tuple(int((cmap == c).sum()) for c in (1, 2, 3))  # weights: whole map
+    per_stratum = [int((s.stratum == c).sum()) for c in (1, 2, 3)]
+    assert per_stratum[2] == 6  # water: all of its 6 frame pixels, not 20
+    assert all(n <= f for n, f in zip(per_stratum, in_frame))
+    assert s.frame == "test_blocks" and s.to_dict()["frame_pixels"] == int(((cmap > 0) & within).sum())
+    # a perfect reference: areas are the whole map's mapped areas, not the frame's
+    d = try_area_adjusted(s, cmap[s.rows, s.cols], TABLE3, pixel_area_ha=0.09)
+    assert d["available"] is True and d["frame"] == "test_blocks"
+    assert d["area_pixels"] == {"forest": int((cmap == 1).sum()), "crops": int((cmap == 2).sum()), "water": 12}
+    assert d["frame_pixels"] == sum(in_frame) and "frame_assumption" in d
+    # a frame that contains no water at all: no estimate, with the reason, never drawn outside
+    within2 = within.copy()
+    within2[cmap == 3] = False
+    s2 = draw_stratified_sample(cmap, class_ids=[1, 2, 3], seed=2, sample_size=80, min_per_stratum=20,
+                                within=within2)
+    assert within2[s2.rows, s2.cols].all() and not (s2.stratum == 3).any()
+    d2 = try_area_adjusted(s2, cmap[s2.rows, s2.cols], TABLE3)
+    assert d2["available"] is False and "'water'" in d2["reason"] and "frame" in d2["reason"]
+    with pytest.raises(AccuracyError, match="bool"):
+        stratified_sample(cmap, [1, 1, 1], class_ids=[1, 2, 3], seed=0, within=within[:10])
+
+
+def test_a_class_mapped_at_one_pixel_still_yields_an_estimate() -> None:
+    rng = np.random.default_rng(7)
+    cmap = rng.choice(np.array([1, 2], np.uint8), size=(40, 40), p=[0.6, 0.4])
+    cmap[5, 5] = 3
+    s = draw_stratified_sample(cmap, class_ids=[1, 2, 3], seed=1, target_se=0.05, min_per_stratum=30)
+    assert [int((s.stratum == c).sum()) for c in (1, 2, 3)][2] == 1
+    ref = cmap[s.rows, s.cols].copy()
+    ref[np.flatnonzero(s.stratum == 1)[:6]] = 2  # 6 forest units are crops in the reference
+    d = try_area_adjusted(s, ref, TABLE3, pixel_area_ha=0.09)
+    assert d["available"] is True and d["users_accuracy_se"]["water"] == 0.0  # census
+    # independently: OA = sum_h W_h * (share of stratum h's units that agree)
+    mapped = np.array([(cmap == c).sum() for c in (1, 2, 3)], float)
+    agree = [np.mean(ref[s.stratum == c] == c) for c in (1, 2, 3)]
+    assert d["overall_accuracy"] == pytest.approx(float(np.sum(mapped / mapped.sum() * agree)))
+
+
+def test_uninterpretable_units_are_counted_and_left_out() -> None:
+    rng = np.random.default_rng(3)
+    cmap = rng.choice(np.array([1, 2, 3], np.uint8), size=(50, 50), p=[0.5, 0.3, 0.2])
+    s = stratified_sample(cmap, [30, 30, 30], class_ids=[1, 2, 3], seed=0)
+    ref = cmap[s.rows, s.cols].astype(np.int64)
+    ref[[0, 1, 40, 70]] = 0  # 4 units could not be interpreted
+    ref[[2, 3]], ref[41] = 2, 3  # and 3 disagree with the map
+    d = try_area_adjusted(s, ref, TABLE3)
+    assert d["available"] is True and d["uninterpretable_units"] == 4 and d["sample_size"] == 86
+    by_hand = area_adjusted_accuracy(np.array([[26, 2, 0], [0, 28, 1], [0, 0, 29]]), s.mapped_area_pixels,
+                                     design="stratified_random")
+    assert d["overall_accuracy"] == pytest.approx(by_hand.overall_accuracy)
+    assert d["users_accuracy_se"]["forest"] == pytest.approx(float(by_hand.users_accuracy_se[0]))
+    assert list(d["area_pixels"].values()) == round_to_total(by_hand.area_pixels).tolist()
+
+
+def test_try_area_adjusted_reports_an_impossible_case() -> None:
+    rng = np.random.default_rng(4)
+    cmap = rng.choice(np.array([1, 2, 3], np.uint8), size=(50, 50), p=[0.5, 0.3, 0.2])
+    s = stratified_sample(cmap, [20, 20, 20], class_ids=[1, 2, 3], seed=0)
+    ref = cmap[s.rows, s.cols].astype(np.int64)
+    ref[s.stratum == 3] = 0  # no unit of 'water' has a reference label
+    with pytest.raises(AccuracyError, match="'water' has 0 sample unit"):
+        area_adjusted_from_sample(s, ref, TABLE3)
+    d = try_area_adjusted(s, ref, TABLE3, pixel_area_ha=0.09)
+    assert d["available"] is False and d["uninterpretable_units"] == 20
+    assert "'water'" in d["reason"] and "label" in d["reason"] and d["reason"].endswith(".")
+    assert d["reason"].count(". ") == 0  # one sentence
+    json.loads(json.dumps(d, allow_nan=False))

@@ -18,6 +18,16 @@ allocation disagreement (Pontius & Millones 2011) are computed on the population
 These estimators are valid only for a probability sample (stratified random from the map,
 or simple random). Training/validation splits or hand-picked points are not: the functions
 refuse them (:class:`AccuracyError`).
+
+A stratum whose every mapped pixel was sampled and interpreted is a census: its proportions are
+known exactly and it adds no variance. Sample units without a reference class (0, could not be
+interpreted) are left out and counted (``uninterpretable_units``); that assumes they are missing
+at random within their stratum. When the units were drawn inside a sampling frame (e.g. the
+spatial test blocks, :mod:`pipeline.accuracy.sampling`), ``W_i`` still comes from the whole map,
+so the estimates apply the frame's error rates to the whole map; a stratum is a census only when
+its whole mapped area (not only its frame pixels) was sampled. Areas are given in pixels and,
+with the pixel area, in hectares and km2. :func:`try_area_adjusted` returns a JSON-ready dict
+that says why (``available: false``) instead of raising when no estimate can be made.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ log = logging.getLogger(__name__)
 
 PROBABILITY_DESIGNS = ("stratified_random", "simple_random")
 Z95 = 1.96  # as in Olofsson et al. (2014)
+HA_PER_KM2 = 100.0
 
 
 def require_probability_design(design: str) -> None:
@@ -85,6 +96,27 @@ def sample_error_matrix(
     return out
 
 
+def _num(v: float) -> float | None:
+    """A finite float, or None (JSON null) where undefined."""
+    return None if not np.isfinite(v) else float(v)
+
+
+def _whole(v: float) -> int | None:
+    """A pixel count as an int, or None where undefined."""
+    return None if not np.isfinite(v) else int(round(float(v)))
+
+
+def round_to_total(values: np.ndarray) -> np.ndarray:
+    """Round non-negative (k,) float ``values`` to int64 whose sum is the rounded sum of
+    ``values`` (largest remainder), so estimated pixel counts add up to the mapped total."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    out = np.floor(v).astype(np.int64)
+    short = int(round(float(v.sum()))) - int(out.sum())
+    for i in np.argsort(-(v - out), kind="stable")[:max(short, 0)]:
+        out[i] += 1
+    return out
+
+
 @dataclass(frozen=True)
 class AreaAdjustedEstimate:
     """Olofsson et al. (2014) estimates; per-class arrays follow the strata order.
@@ -92,7 +124,10 @@ class AreaAdjustedEstimate:
     ``error_matrix``: estimated population proportions (k, k), rows = map, columns =
     reference. Accuracies are fractions; ``*_se`` standard errors; ``*_ci95`` 95 % CI
     half-widths; NaN where undefined (e.g. the producer's accuracy of a class with no
-    estimated area). Areas are in pixels (``area_ha*`` in hectares when a pixel area was given).
+    estimated area). Areas are in pixels (float64; hectares and km2 in :meth:`to_dict` when a
+    pixel area was given). ``frame``: where the units were drawn (``"map"`` or the frame mask's
+    name, e.g. ``"test_blocks"``), ``frame_area_pixels``: (k,) mapped pixels of each stratum
+    inside it (None: the map); ``uninterpretable_units``: units left out for reference 0.
     """
 
     classes: tuple[str, ...]
@@ -114,6 +149,9 @@ class AreaAdjustedEstimate:
     quantity_disagreement: float
     allocation_disagreement: float
     pixel_area_ha: float | None = None
+    frame: str = "map"
+    frame_area_pixels: np.ndarray | None = None
+    uninterpretable_units: int = 0
 
     @property
     def overall_accuracy_ci95(self) -> float:
@@ -131,68 +169,76 @@ class AreaAdjustedEstimate:
     def area_pixels_ci95(self) -> np.ndarray:
         return Z95 * self.area_pixels_se
 
+    def _per_class(self, values: np.ndarray, as_count: bool = False) -> dict[str, Any]:
+        conv = _whole if as_count else _num
+        return {name: conv(v) for name, v in zip(self.classes, values)}
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (plain floats/ints/lists; None where undefined)."""
-
-        def num(v: float) -> float | None:
-            return None if not np.isfinite(v) else float(v)
-
-        def per_class(values: np.ndarray) -> dict[str, float | None]:
-            return {name: num(v) for name, v in zip(self.classes, values)}
-
+        """JSON-serialisable dict (plain floats/ints/lists; None where undefined). Pixel counts
+        are ints (estimated areas rounded so that they add up to the mapped total)."""
+        frame_px = self.mapped_area_pixels if self.frame_area_pixels is None else self.frame_area_pixels
         out: dict[str, Any] = {
+            "available": True,
             "design": self.design,
             "estimator": "Olofsson et al. 2014 stratified estimators",
+            "frame": self.frame,
+            "frame_pixels": int(np.sum(frame_px)),
+            "frame_area_pixels": self._per_class(frame_px, as_count=True),
+            "frame_assumption": _FRAME_ASSUMPTION if self.frame != "map" else None,
             "classes": list(self.classes),
             "sample_size": int(self.sample_size),
-            "strata_weights": per_class(self.weights),
+            "uninterpretable_units": int(self.uninterpretable_units),
+            "strata_weights": self._per_class(self.weights),
             "error_matrix_proportions": [[float(v) for v in row] for row in self.error_matrix],
             "error_matrix_rows": "map",
             "error_matrix_columns": "reference",
-            "overall_accuracy": num(self.overall_accuracy),
-            "overall_accuracy_se": num(self.overall_accuracy_se),
-            "overall_accuracy_ci95": num(self.overall_accuracy_ci95),
-            "users_accuracy": per_class(self.users_accuracy),
-            "users_accuracy_se": per_class(self.users_accuracy_se),
-            "users_accuracy_ci95": per_class(self.users_accuracy_ci95),
-            "producers_accuracy": per_class(self.producers_accuracy),
-            "producers_accuracy_se": per_class(self.producers_accuracy_se),
-            "producers_accuracy_ci95": per_class(self.producers_accuracy_ci95),
-            "mapped_area_pixels": per_class(self.mapped_area_pixels),
-            "area_proportion": per_class(self.area_proportion),
-            "area_proportion_se": per_class(self.area_proportion_se),
-            "area_pixels": per_class(self.area_pixels),
-            "area_pixels_se": per_class(self.area_pixels_se),
-            "area_pixels_ci95": per_class(self.area_pixels_ci95),
-            "quantity_disagreement": num(self.quantity_disagreement),
-            "allocation_disagreement": num(self.allocation_disagreement),
+            "overall_accuracy": _num(self.overall_accuracy),
+            "overall_accuracy_se": _num(self.overall_accuracy_se),
+            "overall_accuracy_ci95": _num(self.overall_accuracy_ci95),
+            "users_accuracy": self._per_class(self.users_accuracy),
+            "users_accuracy_se": self._per_class(self.users_accuracy_se),
+            "users_accuracy_ci95": self._per_class(self.users_accuracy_ci95),
+            "producers_accuracy": self._per_class(self.producers_accuracy),
+            "producers_accuracy_se": self._per_class(self.producers_accuracy_se),
+            "producers_accuracy_ci95": self._per_class(self.producers_accuracy_ci95),
+            "mapped_area_pixels": self._per_class(self.mapped_area_pixels, as_count=True),
+            "area_proportion": self._per_class(self.area_proportion),
+            "area_proportion_se": self._per_class(self.area_proportion_se),
+            "area_pixels": self._per_class(round_to_total(self.area_pixels), as_count=True),
+            "area_pixels_se": self._per_class(self.area_pixels_se),
+            "area_pixels_ci95": self._per_class(self.area_pixels_ci95, as_count=True),
+            "quantity_disagreement": _num(self.quantity_disagreement),
+            "allocation_disagreement": _num(self.allocation_disagreement),
         }
-        if self.pixel_area_ha is not None:
-            out["pixel_area_ha"] = float(self.pixel_area_ha)
-            out["area_ha"] = per_class(self.area_pixels * self.pixel_area_ha)
-            out["area_ha_ci95"] = per_class(self.area_pixels_ci95 * self.pixel_area_ha)
+        out.update(self._areas_in_units())
         return out
 
+    def _areas_in_units(self) -> dict[str, Any]:
+        """Mapped and estimated areas with 95 % half-widths in ha and km2 (empty without a pixel area)."""
+        if self.pixel_area_ha is None:
+            return {}
+        ha = float(self.pixel_area_ha)
+        km2 = ha / HA_PER_KM2
+        return {
+            "pixel_area_ha": ha,
+            "total_area_ha": float(np.sum(self.mapped_area_pixels) * ha),
+            "total_area_km2": float(np.sum(self.mapped_area_pixels) * km2),
+            "mapped_area_ha": self._per_class(self.mapped_area_pixels * ha),
+            "mapped_area_km2": self._per_class(self.mapped_area_pixels * km2),
+            "area_ha": self._per_class(self.area_pixels * ha),
+            "area_ha_ci95": self._per_class(self.area_pixels_ci95 * ha),
+            "area_km2": self._per_class(self.area_pixels * km2),
+            "area_km2_ci95": self._per_class(self.area_pixels_ci95 * km2),
+        }
 
-def area_adjusted_accuracy(
-    sample_counts: np.ndarray,
-    mapped_area_pixels: Sequence[float] | np.ndarray,
-    *,
-    design: str,
-    class_names: Sequence[str] | None = None,
-    pixel_area_ha: float | None = None,
-) -> AreaAdjustedEstimate:
-    """Olofsson et al. (2014) estimates from a stratified random sample (module docstring).
 
-    ``sample_counts``: (k, k) counts, rows = map class (stratum), columns = reference class.
-    ``mapped_area_pixels``: (k,) mapped pixels per stratum. ``design``: how the sample was
-    drawn (``"stratified_random"`` or ``"simple_random"``); anything else, e.g.
-    ``"training_split"``, raises :class:`AccuracyError`. Every stratum with mapped area needs
-    at least 2 sample units (the variances divide by ``n_i. - 1``), unless every one of its
-    pixels was sampled (a census, e.g. a class mapped at a single pixel): such a stratum's
-    proportions are known exactly and it adds no variance.
-    """
-    require_probability_design(design)
+_FRAME_ASSUMPTION = ("units were drawn only inside the frame while the strata weights are the whole map's: "
+                     "the error rates observed in the frame are assumed to hold for each map class elsewhere")
+
+
+def _checked_inputs(sample_counts: np.ndarray, mapped_area_pixels: Sequence[float] | np.ndarray,
+                    class_names: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Counts (k, k) float64, mapped areas (k,) float64 and k names, checked."""
     n = np.asarray(sample_counts, dtype=np.float64)
     area = np.asarray(mapped_area_pixels, dtype=np.float64).reshape(-1)
     k = area.size
@@ -211,13 +257,61 @@ def area_adjusted_accuracy(
     for i in range(k):
         if area[i] > 0 and n_i[i] < 2 and n_i[i] < area[i]:
             raise AccuracyError(
-                f"stratum {names[i]!r} has {int(n_i[i])} sample unit(s); the estimators need at "
-                "least 2 per mapped class - sample more units in that stratum"
+                f"stratum {names[i]!r} has {int(n_i[i])} sample unit(s) with a reference class out of "
+                f"{int(area[i])} mapped pixels; the estimators need at least 2 per mapped class (or "
+                "every pixel of the class) - sample or label more units in that stratum"
             )
         if area[i] == 0 and n_i[i] > 0:
             raise AccuracyError(
                 f"stratum {names[i]!r} has sample units but no mapped area; check the class order"
             )
+    return n, area, names
+
+
+def _producers_variance(area: np.ndarray, frac: np.ndarray, producers: np.ndarray, users: np.ndarray,
+                        dof: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """Variance of the producer's accuracies (eq. 7) with ``N_i.`` = mapped pixels of stratum i and
+    ``N_.j`` = estimated pixels of class j; NaN for classes with no estimated area. (k,)."""
+    k = area.size
+    n_col = (area[:, None] * frac).sum(axis=0)
+    var_prod = np.full(k, np.nan)
+    for j in range(k):
+        if n_col[j] <= 0:
+            continue
+        pj = producers[j]
+        t1 = area[j] ** 2 * (1 - pj) ** 2 * users[j] * (1 - users[j]) / dof[j]
+        others = [i for i in range(k) if i != j and live[i]]
+        t2 = pj**2 * sum(area[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i] for i in others)
+        var_prod[j] = (t1 + t2) / n_col[j] ** 2
+    return var_prod
+
+
+def area_adjusted_accuracy(
+    sample_counts: np.ndarray,
+    mapped_area_pixels: Sequence[float] | np.ndarray,
+    *,
+    design: str,
+    class_names: Sequence[str] | None = None,
+    pixel_area_ha: float | None = None,
+    frame: str = "map",
+    frame_area_pixels: Sequence[float] | np.ndarray | None = None,
+    uninterpretable_units: int = 0,
+) -> AreaAdjustedEstimate:
+    """Olofsson et al. (2014) estimates from a stratified random sample (module docstring).
+
+    ``sample_counts``: (k, k) counts of interpreted units, rows = map class (stratum), columns
+    = reference class. ``mapped_area_pixels``: (k,) mapped pixels per stratum in the whole map.
+    ``design``: how the sample was drawn (``"stratified_random"`` or ``"simple_random"``);
+    anything else, e.g. ``"training_split"``, raises :class:`AccuracyError`. Every stratum with
+    mapped area needs at least 2 sample units (the variances divide by ``n_i. - 1``), unless
+    every one of its mapped pixels was sampled (a census, e.g. a class mapped at a single
+    pixel): such a stratum's proportions are known exactly and it adds no variance.
+    ``frame``/``frame_area_pixels``/``uninterpretable_units`` describe the sample and are
+    passed through to the result; ``pixel_area_ha``: area of one pixel in hectares.
+    """
+    require_probability_design(design)
+    n, area, names = _checked_inputs(sample_counts, mapped_area_pixels, class_names)
+    n_i = n.sum(axis=1)
     total = area.sum()
     w = area / total
     live = n_i > 0
@@ -226,7 +320,6 @@ def area_adjusted_accuracy(
         p = w[:, None] * frac  # eq. 4 / 9
         diag = np.diag(p)
         p_col = p.sum(axis=0)
-        oa = float(diag.sum())
         users = np.where(live, np.diag(frac), np.nan)
         census = live & (n_i >= area)  # every pixel of the stratum sampled: no sampling variance
         dof = np.where(live & ~census, n_i - 1.0, np.inf)
@@ -234,40 +327,49 @@ def area_adjusted_accuracy(
         var_oa = float(np.sum(w**2 * u0 * (1 - u0) / dof))  # eq. 5
         var_users = np.where(live, users * (1 - users) / dof, np.nan)  # eq. 6
         producers = np.where(p_col > 0, diag / p_col, np.nan)
-        # eq. 7 with N_i. = mapped pixels of stratum i, N_.j = estimated pixels of class j
-        n_col = (area[:, None] * frac).sum(axis=0)
-        var_prod = np.full(k, np.nan)
-        for j in range(k):
-            if n_col[j] <= 0:
-                continue
-            pj = producers[j]
-            t1 = area[j] ** 2 * (1 - pj) ** 2 * u0[j] * (1 - u0[j]) / dof[j]
-            others = [i for i in range(k) if i != j and live[i]]
-            t2 = pj**2 * sum(area[i] ** 2 * frac[i, j] * (1 - frac[i, j]) / dof[i] for i in others)
-            var_prod[j] = (t1 + t2) / n_col[j] ** 2
+        var_prod = _producers_variance(area, frac, producers, u0, dof, live)
         var_prop = np.sum((w[:, None] * p - p**2) / dof[:, None], axis=0)  # eq. 10
     q, a = disagreement(p)
     return AreaAdjustedEstimate(
-        classes=names,
-        design=design,
-        sample_size=int(n.sum()),
-        weights=w,
-        error_matrix=p,
-        overall_accuracy=oa,
-        overall_accuracy_se=float(np.sqrt(var_oa)),
-        users_accuracy=users,
-        users_accuracy_se=np.sqrt(var_users),
-        producers_accuracy=producers,
-        producers_accuracy_se=np.sqrt(var_prod),
-        area_proportion=p_col,
-        area_proportion_se=np.sqrt(var_prop),
-        mapped_area_pixels=area,
-        area_pixels=total * p_col,  # eq. 11
-        area_pixels_se=total * np.sqrt(var_prop),
-        quantity_disagreement=q,
-        allocation_disagreement=a,
-        pixel_area_ha=pixel_area_ha,
+        classes=names, design=design, sample_size=int(n.sum()), weights=w, error_matrix=p,
+        overall_accuracy=float(diag.sum()), overall_accuracy_se=float(np.sqrt(var_oa)),
+        users_accuracy=users, users_accuracy_se=np.sqrt(var_users),
+        producers_accuracy=producers, producers_accuracy_se=np.sqrt(var_prod),
+        area_proportion=p_col, area_proportion_se=np.sqrt(var_prop),
+        mapped_area_pixels=area, area_pixels=total * p_col, area_pixels_se=total * np.sqrt(var_prop),  # eq. 11
+        quantity_disagreement=q, allocation_disagreement=a, pixel_area_ha=pixel_area_ha,
+        frame=frame,
+        frame_area_pixels=None if frame_area_pixels is None else np.asarray(frame_area_pixels, np.float64),
+        uninterpretable_units=int(uninterpretable_units),
     )
+
+
+def _check_interpreted_strata(sample: StratifiedSample, reference: np.ndarray, names: Sequence[str]) -> None:
+    """Raise :class:`AccuracyError` naming the first mapped stratum that cannot be estimated: no
+    unit drawn, or fewer than 2 interpreted units (reference != 0) without being a census."""
+    frame_px = sample.frame_area_pixels or sample.mapped_area_pixels
+    for cid, name, mapped, in_frame in zip(sample.class_ids, names, sample.mapped_area_pixels, frame_px):
+        units = sample.stratum == cid
+        drawn, interpreted = int(units.sum()), int(np.count_nonzero(units & (reference != 0)))
+        if mapped == 0 or interpreted >= 2 or interpreted >= mapped:
+            continue
+        if drawn == 0 and in_frame == 0:
+            raise AccuracyError(
+                f"class {name!r} is mapped at {mapped} pixel(s) but none lies in the sampling frame "
+                f"({sample.frame}), so its accuracy cannot be estimated; widen the frame (more or larger "
+                "test blocks) or draw the sample from the whole map"
+            )
+        if drawn == 0:
+            raise AccuracyError(
+                f"class {name!r} is mapped at {mapped} pixel(s) but got no sample unit; allocate at "
+                "least 2 units per mapped class (evaluation.min_per_stratum)"
+            )
+        raise AccuracyError(
+            f"class {name!r} has {interpreted} sample unit(s) with a reference class of {drawn} drawn "
+            f"({drawn - interpreted} could not be interpreted, reference 0) and needs at least 2; label "
+            "these units (sample.gpkg, evaluation.sample_reference: file) or draw the sample where "
+            "reference labels exist"
+        )
 
 
 def area_adjusted_from_sample(
@@ -279,14 +381,60 @@ def area_adjusted_from_sample(
 ) -> AreaAdjustedEstimate:
     """:func:`area_adjusted_accuracy` of a drawn sample and its interpreted reference classes.
 
-    ``reference_classes``: (n,) class ids of the sample units in the sample's order, 0 = could
-    not be interpreted (left out). The design and mapped areas come from ``sample``.
+    ``reference_classes``: (n,) integer class ids of the sample units in the sample's order,
+    0 = could not be interpreted (left out and counted as ``uninterpretable_units``). The
+    design, frame and mapped areas come from ``sample``; ``pixel_area_ha``: area of one pixel
+    in hectares (areas in ha and km2). Raises :class:`AccuracyError` (message names the class
+    and the fix) when a mapped class keeps fewer than 2 interpreted units without being a census.
     """
-    counts = sample_error_matrix(sample.stratum, reference_classes, sample.class_ids)
+    ref = np.asarray(reference_classes, dtype=np.int64).reshape(-1)
+    names = [class_table.name_of(c) for c in sample.class_ids]
+    if ref.size != sample.stratum.size:
+        raise AccuracyError(f"{ref.size} reference classes for {sample.stratum.size} sample units; give "
+                            "one per unit in the sample's order (0 where it could not be interpreted)")
+    _check_interpreted_strata(sample, ref, names)
+    counts = sample_error_matrix(sample.stratum, ref, sample.class_ids)
     return area_adjusted_accuracy(
         counts,
         sample.mapped_area_pixels,
         design=sample.design,
-        class_names=[class_table.name_of(c) for c in sample.class_ids],
+        class_names=names,
         pixel_area_ha=pixel_area_ha,
+        frame=sample.frame,
+        frame_area_pixels=sample.frame_area_pixels,
+        uninterpretable_units=int(np.count_nonzero(ref == 0)),
     )
+
+
+def try_area_adjusted(
+    sample: StratifiedSample,
+    reference_classes: np.ndarray,
+    class_table: ClassTable,
+    *,
+    pixel_area_ha: float | None = None,
+) -> dict[str, Any]:
+    """:func:`area_adjusted_from_sample` as a JSON-ready dict that never raises for the data.
+
+    Returns the estimate's :meth:`AreaAdjustedEstimate.to_dict` (``"available": True``) or, when
+    no estimate can be made from this sample (e.g. every unit of a mapped class lacks a
+    reference label), ``{"available": False, "reason": <the problem and its fix>, ...}`` with
+    the design, frame, sample size and uninterpretable units, so the stage can always write
+    ``accuracy.json``. Inputs as in :func:`area_adjusted_from_sample`.
+    """
+    try:
+        return area_adjusted_from_sample(sample, reference_classes, class_table,
+                                         pixel_area_ha=pixel_area_ha).to_dict()
+    except AccuracyError as err:
+        log.warning("no area-adjusted estimate: %s", err)
+        ref = np.asarray(reference_classes).reshape(-1)
+        reason = str(err).rstrip(".") + "."
+        return {
+            "available": False,
+            "reason": reason[0].upper() + reason[1:],
+            "design": sample.design,
+            "estimator": "Olofsson et al. 2014 stratified estimators",
+            "frame": sample.frame,
+            "frame_pixels": sample.frame_pixels,
+            "sample_size": int(sample.stratum.size),
+            "uninterpretable_units": int(np.count_nonzero(ref == 0)),
+        }
