@@ -10,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 
@@ -21,20 +23,43 @@ def _png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
+OUTLINE_COLOR = "#ff00ff"  # magenta: no class colour of the usual land-cover palettes
+TEST_BLOCKS_LABEL = "test blocks (never used for training)"
+
+
 def class_map_png(class_map: np.ndarray, ids: Sequence[int], names: Sequence[str], colors: Sequence[str],
-                  *, title: str) -> bytes:
-    """Thumbnail of a class map (y, x) uint8 ids (0 = nodata, white) with a legend."""
+                  *, title: str, outline: np.ndarray | None = None, outline_label: str = TEST_BLOCKS_LABEL) -> bytes:
+    """Thumbnail of a class map (y, x) uint8 ids (0 = nodata, white) with a legend.
+
+    ``outline``: optional (y, x) bool mask of the same shape (e.g. the spatial test blocks);
+    the edges of its True regions are drawn in :data:`OUTLINE_COLOR` and named
+    ``outline_label`` in the legend.
+    """
     lut = np.zeros(256, dtype=np.int64)
     for k, cid in enumerate(ids):
         lut[cid] = k + 1
     cmap = ListedColormap(["#ffffff", *colors])
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.imshow(lut[class_map], cmap=cmap, vmin=0, vmax=len(ids), interpolation="nearest")
+    handles: list[Artist] = [Patch(color=c, label=n) for c, n in zip(colors, names, strict=True)]
+    if outline is not None and np.any(outline):
+        _draw_outline(ax, np.asarray(outline, dtype=bool))
+        handles.append(Line2D([], [], color=OUTLINE_COLOR, linewidth=1.5, label=outline_label))
     ax.set_title(title)
     ax.set_axis_off()
-    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colors, names, strict=True)],
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
+
+
+def _draw_outline(ax: plt.Axes, mask: np.ndarray) -> None:
+    """Edges of the True regions of ``mask`` (y, x) on pixel boundaries of an ``imshow`` axis,
+    closed at the image border (the mask is padded with False)."""
+    padded = np.pad(mask, 1).astype(np.float32)
+    ys = np.arange(-1, mask.shape[0] + 1)
+    xs = np.arange(-1, mask.shape[1] + 1)
+    ax.contour(xs, ys, padded, levels=[0.5], colors=[OUTLINE_COLOR], linewidths=1.2)
+    ax.set_xlim(-0.5, mask.shape[1] - 0.5)
+    ax.set_ylim(mask.shape[0] - 0.5, -0.5)
 
 
 def confusion_png(matrix: Sequence[Sequence[float]], names: Sequence[str], *, title: str) -> bytes:

@@ -1,5 +1,7 @@
-"""The per-map HTML report: map and legend, confusion matrix, per-class and area tables,
-training curves, clear observations per date, provenance. One self-contained file."""
+"""The per-map HTML report: what the accuracy figures mean (the evaluation design), map and legend
+(with the spatial test blocks outlined), confusion matrix, per-class and area tables (hectares and
+km2 with 95 % intervals), training curves, clear observations per date, provenance. One
+self-contained file."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import rasterio
 import xarray as xr
 
 from pipeline.atomic import write_text_atomic
+from pipeline.errors import GridError
 from pipeline.reference.classes import ClassTable
 from pipeline.report import figures
 
@@ -30,7 +33,8 @@ PACKAGES = ("numpy", "xarray", "dask", "zarr", "odc-stac", "rasterio", "pystac-c
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-.note{color:#555;font-size:0.9em}code{background:#f3f3f3;padding:1px 3px}"""
+.note{color:#555;font-size:0.9em}code{background:#f3f3f3;padding:1px 3px}
+.design{font-size:1.05em}.warning{background:#fff4e5;border:1px solid #f0a030;padding:0.6em 1em;border-radius:4px}"""
 
 
 def img(png: bytes, alt: str) -> str:
@@ -39,10 +43,29 @@ def img(png: bytes, alt: str) -> str:
 
 
 def fmt(v: Any, digits: int = 3) -> str:
-    """A number for a table cell ('-' when undefined)."""
+    """A number for a table cell ('-' when undefined; integers with thousands separators)."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f"{int(v):,}"
+    return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def fmt_count(v: Any) -> str:
+    """A pixel count without decimals and with thousands separators ('-' when undefined)."""
+    if v is None or not np.isfinite(float(v)):
+        return "-"
+    return f"{int(round(float(v))):,}"
+
+
+def fmt_area(v: Any, ci: Any = None) -> str:
+    """An area (ha or km2) with its 95 % half-width, digits by magnitude: '21,158 ± 6,158'."""
+    if v is None or not np.isfinite(float(v)):
+        return "-"
+    size = max(abs(float(v)), abs(float(ci)) if ci is not None and np.isfinite(float(ci)) else 0.0)
+    digits = 0 if size >= 100 else 1 if size >= 1 else 3
+    text = f"{float(v):,.{digits}f}"
+    return text if ci is None or not np.isfinite(float(ci)) else f"{text} ± {float(ci):,.{digits}f}"
 
 
 def table_html(header: list[str], rows: list[list[Any]]) -> str:
@@ -90,35 +113,142 @@ def training_curves(model_dir: Path | None) -> bytes | None:
     return figures.curves_png(epochs, series, title="training") if series else None
 
 
-def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_path: Path, model_dir: Path | None,
-                 table: ClassTable) -> Path:
-    """Write the self-contained ``report.html`` of one map."""
+def blocks_sentence(design: dict[str, Any], evaluated_pixels: Any = None) -> str:
+    """The plain sentence of a ``spatial_blocks`` design: test pixels, blocks, share, buffer."""
+    size, labelled, blocks = design.get("block_size"), design.get("labelled_pixels"), design.get("test_blocks")
+    test_px = design.get("test_pixels", evaluated_pixels)
+    share = float(test_px) / labelled if labelled and test_px is not None else design.get("test_share")
+    where = "test blocks" if blocks is None else f"{fmt_count(blocks)} test block{'' if blocks == 1 else 's'}"
+    if size:
+        where += f" of {size} x {size} px"
+    if share is not None:
+        where += f" ({share * 100:.0f} % of the labelled area)"
+    buffer = design.get("buffer_px")
+    if buffer:
+        where += f" that no model saw in training, separated from the training pixels by a {buffer} px buffer"
+    elif buffer == 0:
+        where += " that no model saw in training, with no buffer to the training pixels (neighbours may be alike)"
+    else:
+        where += " that no model saw in training"
+    if design.get("fold") is not None:
+        where += f" (fold {design['fold']} of {design.get('folds')})"
+    return f"Accuracy measured on {fmt_count(test_px)} reference pixels in {where}."
+
+
+def design_sentence(design: dict[str, Any] | None, evaluated_pixels: Any = None) -> str:
+    """One plain sentence (HTML) saying what the accuracy figures mean, from ``report["design"]``:
+    ``kind`` ``"spatial_blocks"`` (held-out test blocks), ``"paper"`` (every reference pixel of
+    the map date, in a warning box) or absent (old reports: not recorded, in a warning box)."""
+    design = design or {}
+    if design.get("kind") == "spatial_blocks":
+        return f'<p class="design">{html.escape(blocks_sentence(design, evaluated_pixels))}</p>'
+    if design.get("kind") == "paper":
+        n = design.get("test_pixels", design.get("labelled_pixels", evaluated_pixels))
+        count = f" ({fmt_count(n)} pixels)" if n is not None else ""
+        text = (f"Accuracy measured on every reference pixel of the map date{count}, as in the paper: these "
+                "locations were also used for training at other dates, so the figures are optimistic "
+                "(close to a training accuracy).")
+    else:
+        text = (f"Accuracy measured on {fmt_count(evaluated_pixels)} reference pixels of the map date; this run "
+                "did not record whether these locations were kept out of training, so the figures may be "
+                "optimistic (close to a training accuracy).")
+    return f'<p class="design warning">{html.escape(text)}</p>'
+
+
+FRAMES = {
+    "map": "drawn from the whole map",
+    "test_blocks": "drawn only inside the spatial test blocks (never used for training)",
+}
+
+
+def frame_sentence(area: dict[str, Any]) -> str:
+    """Where the Olofsson sample was drawn and what the estimates then assume (plain text)."""
+    frame = str(area.get("frame", "map"))
+    where = FRAMES.get(frame, f"drawn only inside the frame '{frame}'")
+    text = f"Stratified random sample of {fmt_count(area.get('sample_size'))} pixels {where}"
+    if frame != "map" and area.get("frame_pixels") is not None:
+        text += (f" ({fmt_count(area['frame_pixels'])} mapped pixels); the strata weights are the whole map's, "
+                 "so the error rates observed there are assumed to hold for each class across the map")
+    text += f"; reference: {area.get('sample_reference', 'not recorded')}."
+    if area.get("uninterpretable_units"):
+        text += (f" {fmt_count(area['uninterpretable_units'])} sample unit(s) had no reference class and are "
+                 "left out.")
+    return text
+
+
+def area_rows(area: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the area table: hectares and km2 with 95 % CI when the pixel area is
+    known (old reports: pixels only), pixel counts without decimals, user's and producer's."""
+    header = ["class"]
+    in_units = "area_ha" in area and "area_km2" in area
+    if in_units:
+        header += ["mapped (ha)", "estimated (ha) ± 95 % CI", "estimated (km²) ± 95 % CI"]
+    header += ["mapped px", "estimated px ± 95 % CI", "user's", "producer's"]
+    rows = []
+    for n in area["classes"]:
+        row: list[Any] = [n]
+        if in_units:
+            row += [fmt_area(area.get("mapped_area_ha", {}).get(n)),
+                    fmt_area(area["area_ha"][n], area["area_ha_ci95"][n]),
+                    fmt_area(area["area_km2"][n], area["area_km2_ci95"][n])]
+        row += [fmt_count(area["mapped_area_pixels"][n]),
+                f"{fmt_count(area['area_pixels'][n])} ± {fmt_count(area['area_pixels_ci95'][n])}",
+                area["users_accuracy"][n], area["producers_accuracy"][n]]
+        rows.append(row)
+    return header, rows
+
+
+def area_section(area: dict[str, Any] | None) -> list[str]:
+    """HTML parts of the Olofsson et al. (2014) section: the design and frame, then the table, or
+    the reason when no estimate was possible (``available: false``); nothing without a sample."""
+    if not area:
+        return []
+    parts = ["<h2>Area-adjusted estimates (Olofsson et al. 2014)</h2>"]
+    if area.get("available", True) is False:
+        reason = area.get("reason", "no reason recorded")
+        return parts + [f'<p class="warning">No area-adjusted estimate: {html.escape(str(reason))}</p>']
+    oa = f" Overall accuracy {fmt(area['overall_accuracy'])} ± {fmt(area['overall_accuracy_ci95'])} (95 %)."
+    header, rows = area_rows(area)
+    return parts + [f"<p>{html.escape(frame_sentence(area) + oa)}</p>", table_html(header, rows)]
+
+
+def map_thumbnail(map_path: Path, test_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class map (y, x) uint8 and the test mask (y, x) bool, both thinned to about 1024 px."""
     with rasterio.open(map_path) as src:
         step = max(1, max(src.height, src.width) // 1024)
-        class_map = src.read(1)[::step, ::step]
+        class_map = src.read(1)
+        shape = (src.height, src.width)
+    if test_mask is None:
+        return class_map[::step, ::step], None
+    mask = np.asarray(test_mask)
+    if mask.shape != shape or mask.dtype != bool:
+        raise GridError(f"test_mask is {mask.dtype} {mask.shape} but the map {map_path} is {shape}; pass the bool "
+                        "test-block mask of the map's grid (True inside the test blocks)")
+    return class_map[::step, ::step], mask[::step, ::step]
+
+
+def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_path: Path, model_dir: Path | None,
+                 table: ClassTable, test_mask: np.ndarray | None = None) -> Path:
+    """Write the self-contained ``report.html`` of one map.
+
+    ``report``: the accuracy dict of ``accuracy.json`` (``design`` and ``area_adjusted`` optional);
+    ``test_mask``: optional (y, x) bool on the map's grid, True inside the spatial test blocks,
+    outlined on the map image.
+    """
+    class_map, mask = map_thumbnail(map_path, test_mask)
     cube = xr.open_zarr(cube_path)
     names = table.names()
+    evaluated = report.get("evaluated_pixels")
+    map_png = figures.class_map_png(class_map, table.ids(), names, table.colors(), title="classes", outline=mask)
     parts = [f"<h1>Land-cover map: {html.escape(str(map_path.parent.name))}</h1>",
+             design_sentence(report.get("design"), evaluated),
              f"<p>Map date {report.get('map_date', '?')}; reference pixels evaluated: "
-             f"{report.get('evaluated_pixels', '?')}.</p>",
-             img(figures.class_map_png(class_map, table.ids(), names, table.colors(), title="classes"), "map")]
-    summary = [["overall accuracy", report["overall_accuracy"]], ["kappa", report["kappa"]],
-               ["weighted F1", report["f1_weighted"]], ["quantity disagreement", report["quantity_disagreement"]],
-               ["allocation disagreement", report["allocation_disagreement"]]]
-    parts += ["<h2>Accuracy</h2>", table_html(["metric", "value"], summary)]
-    per_class = [[n, v["precision"], v["recall"], v["f1"], v["support"]] for n, v in report["per_class"].items()]
-    parts += ["<h3>Per class</h3>", table_html(["class", "precision", "recall", "F1", "support"], per_class),
-              img(figures.confusion_png(report["confusion_matrix"], report["classes"], title="confusion matrix"),
-                  "confusion matrix")]
-    area = report.get("area_adjusted")
-    if area:
-        rows = [[n, area["mapped_area_pixels"][n], area["area_pixels"][n], area["area_pixels_ci95"][n],
-                 area["users_accuracy"][n], area["producers_accuracy"][n]] for n in area["classes"]]
-        parts += ["<h2>Area-adjusted estimates (Olofsson et al. 2014)</h2>",
-                  f"<p>Stratified random sample of {area['sample_size']} pixels drawn from the map "
-                  f"(reference: {html.escape(str(area.get('sample_reference')))}); overall accuracy "
-                  f"{fmt(area['overall_accuracy'])} &plusmn; {fmt(area['overall_accuracy_ci95'])} (95 %).</p>",
-                  table_html(["class", "mapped px", "estimated px", "95 % CI (px)", "user's", "producer's"], rows)]
+             f"{fmt_count(evaluated) if evaluated is not None else '?'}.</p>",
+             img(map_png, "map" if mask is None else "map with the test blocks outlined")]
+    if mask is not None and mask.any():
+        parts.append(f'<p class="note">Outlined in magenta: {html.escape(figures.TEST_BLOCKS_LABEL)}.</p>')
+    parts += accuracy_section(report)
+    parts += area_section(report.get("area_adjusted"))
     curves = training_curves(model_dir)
     if curves:
         parts += ["<h2>Training</h2>", img(curves, "training curves")]
@@ -133,3 +263,16 @@ def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_pat
     write_text_atomic(path, doc)
     log.info("wrote %s", path)
     return path
+
+
+def accuracy_section(report: dict[str, Any]) -> list[str]:
+    """HTML parts of the pixel accuracy section: summary, per-class table, confusion matrix."""
+    summary = [["overall accuracy", report["overall_accuracy"]], ["kappa", report["kappa"]],
+               ["weighted F1", report["f1_weighted"]], ["quantity disagreement", report["quantity_disagreement"]],
+               ["allocation disagreement", report["allocation_disagreement"]]]
+    per_class = [[n, v["precision"], v["recall"], v["f1"], fmt_count(v["support"])]
+                 for n, v in report["per_class"].items()]
+    return ["<h2>Accuracy</h2>", table_html(["metric", "value"], summary),
+            "<h3>Per class</h3>", table_html(["class", "precision", "recall", "F1", "support"], per_class),
+            img(figures.confusion_png(report["confusion_matrix"], report["classes"], title="confusion matrix"),
+                "confusion matrix")]
