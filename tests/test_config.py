@@ -160,3 +160,35 @@ def test_schema_defaults_match_the_stage_options(section: str, factory: str, ski
         if isinstance(default, tuple):
             default = list(default)
         assert props[key]["default"] == (dict(default) if isinstance(default, dict) else default), key
+
+
+def test_label_code_options_pass_the_schema_and_reach_the_stage() -> None:
+    """labels.value_map with YAML integer keys or quoted keys validates, survives the JSON hand-over
+    to the stage (section_json: keys become strings) and arrives as {int code: class id}."""
+    import json
+
+    from snakemake.utils import validate
+
+    from pipeline.reference.options import LabelOptions
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    for text in ("{11: 1, 1200: 2, 9120: 0}", '{"11": 1, "1200": 2, "9120": 0}'):
+        config = base()
+        config["labels"].update(ignore_values=[0, 255], value_map=yaml.safe_load(text))
+        check_config(config)
+        validate(copy.deepcopy(config), str(schema))
+        opts = LabelOptions.from_json(json.dumps(config["labels"]))
+        assert opts.value_map == {11: 1, 1200: 2, 9120: 0} and opts.ignore_values == (0, 255)
+    filled = check_config(base())
+    assert filled["labels"]["value_map"] == {} and filled["labels"]["ignore_values"] == []
+    for mutate, expected in [
+        ({"value_map": {11: 255}}, ["labels.value_map.11", "255", "0 to 254"]),
+        ({"value_map": {"wheat": 1}}, ["labels.value_map", '"wheat"']),
+        ({"ignore_values": [0.5]}, ["labels.ignore_values.0", "integer"]),
+    ]:
+        config = base()
+        config["labels"].update(mutate)
+        with pytest.raises(ConfigError) as err:
+            check_config(config)
+        for part in expected:
+            assert part in str(err.value), (part, str(err.value))

@@ -151,3 +151,82 @@ def test_stage_user_errors_exit_2(
     assert len(errors) == 1 and re.search(message, errors[0]), errors
     assert records[0].exc_info is None  # one clear message, no traceback
     assert not out.exists()
+
+
+def write_crop_codes(path: Path, *, crs: str | None = CRS_UTM, transform: Affine | None = TRANSFORM) -> Path:
+    """uint16 crop codes of label_for(0): 1 -> 1200, 2 -> 9120, 4 -> 5000, unlabelled -> 0."""
+    lab = label_for(0)
+    codes = np.choose(np.searchsorted([0, 1, 2, 4], lab), [0, 1200, 9120, 5000]).astype(np.uint16)
+    profile = {"crs": crs} if crs else {}
+    if transform is not None:
+        profile["transform"] = transform
+    with rasterio.open(
+        path, "w", driver="GTiff", height=H, width=W, count=1, dtype="uint16", nodata=65535, **profile
+    ) as dst:
+        dst.write(codes, 1)
+    return path
+
+
+def test_stage_value_map_on_finer_raster_in_another_utm_zone(cube: Path, tmp_path: Path) -> None:
+    """uint16 codes at 10 m in EPSG:32650, value_map keys as JSON strings -> class ids on the cube grid."""
+    from rasterio.warp import calculate_default_transform, reproject
+
+    lab = label_for(0)
+    codes = np.choose(np.searchsorted([0, 1, 2, 4], lab), [0, 1200, 9120, 5000]).astype(np.uint16)
+    fine = np.repeat(np.repeat(codes, 3, axis=0), 3, axis=1)
+    fine_tr = TRANSFORM @ Affine.scale(1 / 3)
+    tr, w, h = calculate_default_transform(
+        CRS_UTM, "EPSG:32650", W * 3, H * 3, X0, Y0 - H * RES, X0 + W * RES, Y0, resolution=10.0
+    )
+    other = np.full((h, w), 65535, np.uint16)
+    reproject(fine, other, src_transform=fine_tr, src_crs=CRS_UTM, src_nodata=65535, dst_transform=tr,
+              dst_crs="EPSG:32650", dst_nodata=65535, resampling=rasterio.enums.Resampling.nearest)
+    path = tmp_path / f"crops_{DAYS[0].replace('-', '')}.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=1, dtype="uint16",
+                       crs="EPSG:32650", transform=tr, nodata=65535) as dst:
+        dst.write(other, 1)
+    out = tmp_path / "labels.zarr"
+    options = {"source": str(path), "ignore_values": [0], "value_map": {"1200": 1, "9120": 2, "5000": 4}}
+    assert run(cube, out, options) == 0
+    got = open_store(out)["labels"].values[0]
+    assert got.dtype == np.uint8
+    # known pixels, away from the class edges: the mapping and the reprojection both hold
+    assert got[10, 8] == 1 and got[10, 24] == 2 and got[1, 1] == 4 and got[22, 10] == 0
+    for cid in (1, 2, 4):
+        inter = np.logical_and(got == cid, lab == cid).sum()
+        assert inter / np.logical_or(got == cid, lab == cid).sum() > 0.85, cid
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unmapped", r"crops_20210105.tif holds codes \[5000\] that are neither keys of labels.value_map.*5000: "),
+        ("bad_target", r"labels.value_map maps 5000 -> 3, but \[3\] are not class ids of `classes`"),
+        ("bad_key", r"'value_map' has the key 'wheat'"),
+        ("not_georeferenced", r"crops_20210105.tif is not georeferenced .*gdal_translate -a_srs EPSG:32649 -a_ullr"),
+        ("no_crs", r"crops_20210105.tif has no CRS; .*gdal_translate -a_srs EPSG:32649"),
+    ],
+)
+def test_stage_label_code_and_georeference_errors_exit_2(
+    cube: Path, tmp_path: Path, case: str, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import warnings
+
+    path = tmp_path / "crops_20210105.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        if case == "not_georeferenced":
+            write_crop_codes(path, crs=None, transform=None)
+        elif case == "no_crs":
+            write_crop_codes(path, crs=None)
+        else:
+            write_crop_codes(path)
+    value_map = {"unmapped": {"1200": 1, "9120": 2}, "bad_target": {"1200": 1, "9120": 2, "5000": 3},
+                 "bad_key": {"wheat": 1}}.get(case, {"1200": 1, "9120": 2, "5000": 4})
+    out = tmp_path / "labels.zarr"
+    with caplog.at_level(logging.ERROR, logger="pipeline.cli"):
+        code = run(cube, out, {"source": str(path), "ignore_values": [0], "value_map": value_map})
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +19,7 @@ from shapely.geometry import Point, box
 from pipeline.errors import ConfigError, LabelError
 from pipeline.reference.build import build_labels, list_label_rasters, read_vector_layers, stack_on_cube_dates
 from pipeline.reference.classes import ClassTable
+from pipeline.reference.codes import LabelCodes, encode_codes
 from pipeline.reference.dates import date_from_name, match_dates, parse_day
 from pipeline.reference.options import LabelOptions
 from pipeline.reference.rasterize import CubeGrid, grid_from_store, raster_to_grid
@@ -374,3 +376,204 @@ def test_build_labels_from_raster_folder(tmp_path: Path) -> None:
     assert half.attrs["labelled_dates"] == ["2021-02-06"]  # the earliest removed
     with pytest.raises(LabelError, match=r"none of the 1 label date\(s\) \(2022-06-01\) matches a cube date"):
         build_labels(cube, TABLE, LabelOptions(source=str(folder / "l_2022-06-01.tif")))
+
+
+# -- source codes: ignore_values and value_map ---------------------------------------------
+CROP_MAP = {1200: 1, 1300: 1, 9120: 2, 4000: 4}
+
+
+def crop_codes() -> np.ndarray:
+    """(y, x) uint16 source codes of block_labels: 1 -> 1200/1300 (left/right half of the block),
+    2 -> 9120, 3 -> 0 (fill), 4 -> 4000, unlabelled band -> 65535 (nodata)."""
+    lab = block_labels()
+    codes = np.full(lab.shape, 65535, np.uint16)
+    codes[lab == 1] = 1200
+    codes[:, 10:][lab[:, 10:] == 1] = 1300
+    codes[lab == 2] = 9120
+    codes[lab == 3] = 0
+    codes[lab == 4] = 4000
+    return codes
+
+
+def test_raster_codes_mapped_by_value_map_and_ignore_values(tmp_path: Path) -> None:
+    path = write_tif(tmp_path / "crops.tif", crop_codes(), CRS_UTM, TRANSFORM, nodata=65535)
+    codes = LabelCodes(ignore_values=(0,), value_map=CROP_MAP)
+    got = raster_to_grid(path, GRID, TABLE, codes=codes)
+    expected = np.where(block_labels() == 3, 0, block_labels())  # code 0 (class 3 blocks) ignored
+    np.testing.assert_array_equal(got, expected)
+    assert got[0, 0] == 1 and got[0, 15] == 1 and got[0, 25] == 2 and got[30, 30] == 4 and got[30, 5] == 0
+    # a value_map target of 0 is unlabelled too
+    got0 = raster_to_grid(path, GRID, TABLE, codes=LabelCodes(ignore_values=(0,), value_map={**CROP_MAP, 9120: 0}))
+    np.testing.assert_array_equal(got0, np.where(expected == 2, 0, expected))
+
+
+def test_raster_unknown_code_lists_every_code_with_its_pixels(tmp_path: Path) -> None:
+    path = write_tif(tmp_path / "crops.tif", crop_codes(), CRS_UTM, TRANSFORM, nodata=65535)
+    partial = LabelCodes(ignore_values=(0,), value_map={1200: 1, 1300: 1})
+    with pytest.raises(LabelError) as err:
+        raster_to_grid(path, GRID, TABLE, codes=partial)
+    msg = str(err.value)
+    lab = block_labels()
+    counts = {
+        0: int((lab == 3).sum()),
+        1200: int((lab[:, :10] == 1).sum()),
+        1300: int((lab[:, 10:] == 1).sum()),
+        4000: int((lab == 4).sum()),
+        9120: int((lab == 2).sum()),
+    }
+    assert "label raster crops.tif holds codes [4000, 9120]" in msg
+    assert "codes found (pixels): " + ", ".join(f"{c}: {n}" for c, n in sorted(counts.items())) in msg
+    assert "labels.value_map" in msg and "labels.ignore_values" in msg
+    # without value_map: the codes must be class ids; the fixes name all three keys
+    with pytest.raises(LabelError) as err:
+        raster_to_grid(path, GRID, TABLE, codes=LabelCodes(ignore_values=(0,)))
+    msg = str(err.value)
+    assert "class ids [1200, 1300, 4000, 9120]" in msg and "1200: 180, 1300: 180" in msg
+    assert all(k in msg for k in ("labels.value_map", "labels.ignore_values", "`classes`"))
+
+
+def test_value_map_target_must_be_a_class_id(tmp_path: Path) -> None:
+    path = write_tif(tmp_path / "crops.tif", crop_codes(), CRS_UTM, TRANSFORM, nodata=65535)
+    with pytest.raises(ConfigError, match=r"maps 9120 -> 7, but \[7\] are not class ids of `classes`"):
+        raster_to_grid(path, GRID, TABLE, codes=LabelCodes(ignore_values=(0,), value_map={**CROP_MAP, 9120: 7}))
+
+
+def test_raster_codes_mapped_before_mode_resampling(tmp_path: Path) -> None:
+    fine = np.zeros((H * 3, W * 3), np.int16)
+    # codes 11 and 12 are both class 1 (4 pixels), code 13 is class 2 (3 pixels): the mode of
+    # the class ids is 1, the mode of the codes would be 13 -> class 2
+    fine[0:3, 0:3] = np.array([[11, 11, 12], [12, 13, 13], [13, -1, -1]])
+    fine[3:6, 3:6] = -1
+    path = write_tif(tmp_path / "f.tif", fine, CRS_UTM, TRANSFORM @ Affine.scale(1 / 3), nodata=None)
+    got = raster_to_grid(path, GRID, TABLE, codes=LabelCodes(ignore_values=(-1,), value_map={0: 0, 11: 1, 12: 1, 13: 2}))
+    expected = np.zeros((H, W), np.uint8)
+    expected[0, 0] = 1
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_raster_in_another_utm_zone_at_finer_resolution(tmp_path: Path) -> None:
+    """10 m labels in EPSG:32650 (the next UTM zone) land on the 30 m EPSG:32649 cube grid."""
+    lab = block_labels()
+    fine = np.repeat(np.repeat(lab, 3, axis=0), 3, axis=1)
+    tr, w, h = rasterio.warp.calculate_default_transform(
+        CRS_UTM, "EPSG:32650", W * 3, H * 3, X0, Y0 - H * RES, X0 + W * RES, Y0, resolution=10.0
+    )
+    other = np.zeros((h, w), np.uint8)
+    rasterio.warp.reproject(
+        fine, other, src_transform=TRANSFORM @ Affine.scale(1 / 3), src_crs=CRS_UTM, src_nodata=0,
+        dst_transform=tr, dst_crs="EPSG:32650", dst_nodata=0, resampling=Resampling.nearest,
+    )
+    assert tr.a == 10.0 and tr.c < 0  # west of zone 50's false origin: a real other-zone grid
+    got = raster_to_grid(write_tif(tmp_path / "z50.tif", other, "EPSG:32650", tr), GRID, TABLE)
+    for cid in (1, 2, 3, 4):
+        assert iou(got == cid, lab == cid) > 0.85, cid
+    assert (got[2:16, 2:18] == 1).all() and (got[2:16, 22:38] == 2).all()
+    assert (got[24:38, 2:23] == 3).all() and (got[24:38, 27:38] == 4).all()
+    assert (got[19:21, 5:35] == 0).all()
+    assert got[10, 10] == 1 and got[10, 30] == 2 and got[30, 10] == 3 and got[30, 32] == 4
+
+
+def test_raster_partly_outside_the_grid_leaves_the_rest_unlabelled(tmp_path: Path) -> None:
+    lab = block_labels()
+    shifted = Affine(RES, 0.0, X0 + 25 * RES, 0.0, -RES, Y0 - 10 * RES)  # starts at row 10, col 25
+    got = raster_to_grid(write_tif(tmp_path / "p.tif", lab, CRS_UTM, shifted), GRID, TABLE)
+    expected = np.zeros((H, W), np.uint8)
+    expected[10:, 25:] = lab[: H - 10, : W - 25]
+    np.testing.assert_array_equal(got, expected)
+    assert got[15, 30] == 1 and got[35, 30] == 3 and not got[:10].any() and not got[:, :25].any()
+
+
+def write_plain_tif(path: Path, data: np.ndarray, **profile: object) -> Path:
+    """A GeoTIFF without CRS and/or transform (what rasterio reads with NotGeoreferencedWarning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(
+            path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1, dtype=data.dtype,
+            **profile,
+        ) as dst:
+            dst.write(data, 1)
+    return path
+
+
+def test_raster_not_georeferenced_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    bare = write_plain_tif(tmp_path / "bare_2021-01-05.tif", block_labels())
+    with pytest.raises(LabelError) as err:
+        raster_to_grid(bare, GRID, TABLE)
+    msg = str(err.value)
+    assert "label raster bare_2021-01-05.tif is not georeferenced (no CRS and no geotransform" in msg
+    assert "gdal_translate -a_srs EPSG:32649 -a_ullr 600000 2500000 601200 2498800 bare_2021-01-05.tif" in msg
+    crs_only = write_plain_tif(tmp_path / "crs_only.tif", block_labels(), crs=CRS_UTM)
+    with pytest.raises(LabelError, match=r"crs_only.tif is not georeferenced \(a CRS \(EPSG:32649\) but no geotransform"):
+        raster_to_grid(crs_only, GRID, TABLE)
+    no_crs = write_plain_tif(tmp_path / "no_crs.tif", block_labels(), transform=TRANSFORM)
+    with pytest.raises(LabelError, match="no_crs.tif has no CRS; .*gdal_translate -a_srs EPSG:32649 no_crs.tif"):
+        raster_to_grid(no_crs, GRID, TABLE)
+
+
+def test_vector_codes_mapped_and_ignored(tmp_path: Path) -> None:
+    gdf = gpd.GeoDataFrame(
+        {"code": ["1200", "9120", "0", "water", "4000"]},
+        geometry=[pixel_box(0, 2, 0, 3), pixel_box(5, 7, 5, 8), pixel_box(0, 5, 0, 5), pixel_box(10, 12, 10, 12),
+                  pixel_box(20, 21, 20, 22)],
+        crs=CRS_UTM,
+    )
+    gdf.to_file(tmp_path / "codes.gpkg", driver="GPKG")
+    codes = LabelCodes(ignore_values=(0,), value_map={1200: 1, 9120: 2, 4000: 0})
+    layers = read_vector_layers(tmp_path / "codes.gpkg", GRID, TABLE, class_field="code", date_field=None, codes=codes)
+    expected = np.zeros((H, W), np.uint8)
+    expected[0:2, 0:3] = 1
+    expected[5:7, 5:8] = 2
+    expected[10:12, 10:12] = 4  # a class name keeps working next to codes
+    # the ignored feature (code 0) is dropped: it does not erase the earlier 1200 feature
+    np.testing.assert_array_equal(layers.static, expected)
+    with pytest.raises(LabelError) as err:
+        read_vector_layers(
+            tmp_path / "codes.gpkg", GRID, TABLE, class_field="code", date_field=None,
+            codes=LabelCodes(value_map={1200: 1}),
+        )
+    msg = str(err.value)
+    assert "holds codes [0, 4000, 9120]" in msg and "codes found (features): 0: 1, 1200: 1, 4000: 1, 9120: 1" in msg
+
+
+def test_vector_integer_codes_without_value_map_must_be_class_ids(tmp_path: Path) -> None:
+    gdf = gpd.GeoDataFrame({"lc": [1, 0, 0, 11]}, geometry=[pixel_box(0, 1, 0, 1)] * 4, crs=CRS_UTM)
+    gdf.to_file(tmp_path / "ids.gpkg", driver="GPKG")
+    with pytest.raises(LabelError, match=r"class ids \[0, 11\] .*codes found \(features\): 0: 2, 1: 1, 11: 1"):
+        read_vector_layers(tmp_path / "ids.gpkg", GRID, TABLE, class_field="lc", date_field=None)
+    with pytest.raises(LabelError, match="every feature of label vectors ids.gpkg is unlabelled"):
+        read_vector_layers(
+            tmp_path / "ids.gpkg", GRID, TABLE, class_field="lc", date_field=None,
+            codes=LabelCodes(ignore_values=(0, 1, 11)),
+        )
+
+
+def test_encode_codes_both_paths() -> None:
+    small = np.array([[5, -3], [5, 7]], np.int32)
+    codes, counts, index = encode_codes(small)
+    assert codes.tolist() == [-3, 5, 7] and counts.tolist() == [1, 2, 1]
+    np.testing.assert_array_equal(codes[index], small)
+    wide = np.array([0, 3_000_000_000, 0, 7], np.int64)  # span too wide for bincount
+    codes, counts, index = encode_codes(wide)
+    assert codes.tolist() == [0, 7, 3_000_000_000] and counts.tolist() == [2, 1, 1]
+    np.testing.assert_array_equal(codes[index], wide)
+
+
+def test_options_ignore_values_and_value_map() -> None:
+    opts = LabelOptions.from_json('{"source": "x", "ignore_values": [255, 0, 0], "value_map": {"11": 1, " 13 ": 3}}')
+    assert opts.ignore_values == (0, 255) and dict(opts.value_map) == {11: 1, 13: 3}
+    assert opts.codes == LabelCodes(ignore_values=(0, 255), value_map={11: 1, 13: 3})
+    assert LabelOptions.from_mapping({"source": "x", "value_map": {11: 1, 1200: 0}}).value_map == {11: 1, 1200: 0}
+    assert LabelOptions.from_mapping(opts.to_dict()) == opts  # to_dict is JSON-safe and round-trips
+    assert opts.to_dict()["value_map"] == {"11": 1, "13": 3}
+    for raw, match in [
+        ({"ignore_values": 0}, "'ignore_values' must be a list of integer"),
+        ({"ignore_values": ["0"]}, "'ignore_values' must be a list of integer"),
+        ({"value_map": [[11, 1]]}, "'value_map' must map source codes"),
+        ({"value_map": {"wheat": 1}}, "key 'wheat', which is no integer source code"),
+        ({"value_map": {"11": 255}}, r"maps '11' to 255; values must be class ids \(integers 1..254"),
+        ({"value_map": {"11": True}}, "maps '11' to True"),
+        ({"value_map": {"11": 1, 11: 2}}, "lists the code 11 twice"),
+        ({"value_map": {"0": 0, "11": 1}, "ignore_values": [0]}, r"both list the code\(s\) \[0\]"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            LabelOptions.from_mapping({"source": "x", **raw})

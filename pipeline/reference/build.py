@@ -22,11 +22,11 @@ from rasterio.crs import CRS
 
 from pipeline.errors import ConfigError, LabelError
 from pipeline.reference.classes import ClassTable
+from pipeline.reference.codes import LabelCodes, codes_to_class_ids
 from pipeline.reference.dates import date_from_name, match_dates, parse_day
 from pipeline.reference.options import LabelOptions
 from pipeline.reference.rasterize import (
     CubeGrid,
-    check_class_ids,
     check_vector_overlap,
     grid_from_store,
     raster_to_grid,
@@ -90,40 +90,63 @@ def list_label_rasters(
 
 
 def read_raster_layers(
-    source: str | os.PathLike[str], grid: CubeGrid, table: ClassTable, *, dates: dict[str, str] | None = None
+    source: str | os.PathLike[str],
+    grid: CubeGrid,
+    table: ClassTable,
+    *,
+    dates: dict[str, str] | None = None,
+    codes: LabelCodes | None = None,
 ) -> LabelLayers:
-    """Every label raster of ``source`` reprojected onto ``grid`` (see :func:`raster_to_grid`)."""
+    """Every label raster of ``source`` reprojected onto ``grid`` (see :func:`raster_to_grid`);
+    ``codes`` maps source codes to class ids (default: the rasters hold class ids)."""
     return LabelLayers(
-        dated=[(day, raster_to_grid(p, grid, table)) for day, p in list_label_rasters(source, dates=dates)],
+        dated=[
+            (day, raster_to_grid(p, grid, table, codes=codes)) for day, p in list_label_rasters(source, dates=dates)
+        ],
         static=None,
     )
 
 
-def _class_ids(values: pd.Series, table: ClassTable, what: str) -> np.ndarray:
-    """Class ids (int64) from a vector attribute holding ids or class names."""
+def _codes_and_names(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Split a class attribute into codes and names: ``(is_code bool, codes int64, text)``.
+
+    Numbers and integer strings are codes; any other string is a class name (``text``).
+    """
     if values.isna().any():
         raise LabelError(f"{what}: {int(values.isna().sum())} feature(s) have no class; fill or drop them")
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         arr = values.to_numpy(dtype=np.float64)
         if np.any(arr != np.round(arr)):
-            raise LabelError(f"{what} holds non-integer class ids; use integer ids or class names")
-        ids = arr.astype(np.int64)
-    else:
-        text = values.astype(str).str.strip()
-        by_name = {n: i for i, n in zip(table.ids(), table.names())}
-        if text.str.fullmatch(r"\d+").all():
-            ids = text.astype(np.int64).to_numpy()
-        else:
-            unknown = sorted(set(text) - set(by_name))
-            if unknown:
-                raise LabelError(
-                    f"{what} holds class names {unknown[:10]} that are not in the class table "
-                    f"(names {table.names()}); fix the names or the classes config"
-                )
-            ids = text.map(by_name).to_numpy(dtype=np.int64)
-    check_class_ids(ids, table, what=what)
-    if np.any(ids == 0):
-        raise LabelError(f"{what} holds class 0 (reserved for unlabelled); drop those features")
+            raise LabelError(f"{what} holds non-integer class ids; use integer codes or class names")
+        return np.ones(arr.size, dtype=bool), arr.astype(np.int64), values.astype(str)
+    text = values.astype(str).str.strip()
+    is_code = text.str.fullmatch(r"[+-]?\d+").to_numpy(dtype=bool)
+    numbers = np.array([int(t) if c else 0 for t, c in zip(text, is_code)], dtype=np.int64)
+    return is_code, numbers, text
+
+
+def _class_ids(values: pd.Series, table: ClassTable, what: str, codes: LabelCodes | None = None) -> np.ndarray:
+    """Class ids (int64, 0 = unlabelled) from a vector attribute holding codes or class names.
+
+    Codes (numbers, integer strings): ``codes.ignore_values`` -> 0, then ``codes.value_map``;
+    without a map they must be class ids of ``table`` (0 included: an error). Other strings
+    are class names of ``table``.
+    """
+    is_code, numbers, text = _codes_and_names(values, what)
+    by_name = {n: i for i, n in zip(table.ids(), table.names())}
+    unknown = sorted(set(text[~is_code]) - set(by_name))
+    if unknown:
+        raise LabelError(
+            f"{what} holds class names {unknown[:10]} that are not in the class table "
+            f"(names {table.names()}); fix the names or the classes config (numeric codes "
+            "map through labels.value_map)"
+        )
+    ids = np.zeros(values.size, dtype=np.int64)
+    ids[~is_code] = [by_name[t] for t in text[~is_code]]
+    if is_code.any():
+        ids[is_code] = codes_to_class_ids(
+            numbers[is_code], table, codes or LabelCodes(), zero_is_unlabelled=False, what=what, unit="features"
+        )
     return ids
 
 
@@ -134,11 +157,13 @@ def read_vector_layers(
     *,
     class_field: str,
     date_field: str | None,
+    codes: LabelCodes | None = None,
 ) -> LabelLayers:
     """Rasterize the label features of a vector file onto ``grid``, one layer per date.
 
-    ``class_field`` holds class ids or names; ``date_field`` the date (None, or an empty
-    value, = static). Features in any CRS are reprojected to the grid CRS.
+    ``class_field`` holds codes (mapped by ``codes``; default: class ids) or class names;
+    features whose code is ignored or maps to 0 are dropped. ``date_field`` holds the date
+    (None, or an empty value, = static). Features in any CRS are reprojected to the grid CRS.
     """
     import geopandas as gpd
 
@@ -162,18 +187,19 @@ def read_vector_layers(
             f"{what} has no attribute {date_field!r} (attributes {columns}); set labels.date_field, "
             "or set it to null for labels that apply to every date"
         )
-    ids = _class_ids(gdf[class_field], table, what)
+    ids = _class_ids(gdf[class_field], table, what, codes)
+    if not ids.any():
+        raise LabelError(
+            f"every feature of {what} is unlabelled after labels.ignore_values / labels.value_map "
+            "(their codes are ignored or map to 0); map the codes to class ids in labels.value_map"
+        )
+    if not ids.all():
+        log.info("%s: %d feature(s) dropped as unlabelled (ignore_values / value_map 0)", what, int((ids == 0).sum()))
+        gdf, ids = gdf[ids > 0], ids[ids > 0]
     check_vector_overlap(tuple(gdf.total_bounds), CRS.from_user_input(gdf.crs), grid, what)
     geoms = gdf.geometry.to_crs(grid.crs)
 
-    if date_field is None:
-        days = np.full(len(gdf), np.datetime64("NaT", "D"))
-    else:
-        raw = gdf[date_field]
-        days = np.full(len(gdf), np.datetime64("NaT", "D"))
-        for value in pd.unique(raw[raw.notna()]):
-            mask = (raw == value).to_numpy()
-            days[mask] = parse_day(value, what=f"{what} {date_field!r} value")
+    days = _feature_days(gdf, date_field, what)
     static_mask = np.isnat(days)
     static = None
     if static_mask.any():
@@ -184,6 +210,18 @@ def read_vector_layers(
         for day in np.unique(days[~static_mask])
     ]
     return LabelLayers(dated=dated, static=static)
+
+
+def _feature_days(gdf: pd.DataFrame, date_field: str | None, what: str) -> np.ndarray:
+    """The label day of each feature (datetime64[D], NaT = static: no date field or empty value)."""
+    days = np.full(len(gdf), np.datetime64("NaT", "D"))
+    if date_field is None:
+        return days
+    raw = gdf[date_field]
+    for value in pd.unique(raw[raw.notna()]):
+        mask = (raw == value).to_numpy()
+        days[mask] = parse_day(value, what=f"{what} {date_field!r} value")
+    return days
 
 
 def stack_on_cube_dates(
@@ -231,12 +269,13 @@ def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> 
     if fmt == "raster":
         if source.is_file() and source.suffix.lower() not in RASTER_SUFFIXES:
             raise ConfigError(f"labels format 'raster' needs GeoTIFFs, got {source.name}; set labels.format")
-        layers = read_raster_layers(source, grid, table, dates=dict(options.dates))
+        layers = read_raster_layers(source, grid, table, dates=dict(options.dates), codes=options.codes)
     else:
         if source.is_dir():
             raise ConfigError(f"labels format 'vector' needs a vector file, got the folder {source}")
         layers = read_vector_layers(
-            source, grid, table, class_field=options.class_field, date_field=options.date_field
+            source, grid, table, class_field=options.class_field, date_field=options.date_field,
+            codes=options.codes,
         )
     labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days)
     n_before = int(np.count_nonzero(labels.reshape(labels.shape[0], -1).any(axis=1)))

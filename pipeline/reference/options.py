@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from pipeline.errors import ConfigError
+from pipeline.reference.codes import LabelCodes
 
 LabelFormat = Literal["auto", "raster", "vector"]
 _FORMATS = ("auto", "raster", "vector")
 _REMOVALS = ("chronological", "random")
+_INT_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+_MAX_CLASS_ID = 254
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,28 @@ class LabelOptions:
         (default none).
     seed
         Seed of the random choices (default 0).
+    ignore_values
+        Source codes that mean "unlabelled", besides a raster's nodata value (default none),
+        e.g. ``[0, 255]``. Applied first, to rasters and to numeric vector ``class_field``
+        values (vector features with such a code are dropped).
+    value_map
+        ``{source code: class id}`` (default none: the sources hold class ids of the table).
+        When given, every code of the source that is not nodata or in ``ignore_values`` must
+        be a key; values are class ids of the table, or 0 = unlabelled. Keys may be integers
+        or integer strings (JSON object keys are strings: ``{"11": 1}``). Codes are not limited
+        to 0..255 (rasters are read in their native dtype). Rasters are mapped before
+        reprojection, so mode resampling sees class ids. Vector class names keep working.
+
+    Example: a uint16 crop-code raster (1200 = wheat, 1300 = maize, 9120 = forest, 0 = fill,
+    65535 = no data) with the classes ``cultivated`` (1) and ``forest`` (2)::
+
+        labels:
+          source: resources/labels/crops_2021-06-01.tif
+          ignore_values: [0, 65535]
+          value_map: {1200: 1, 1300: 1, 9120: 2}
+
+    A pixel of code 1300 becomes class 1, one of code 0 unlabelled; a code missing from
+    ``value_map`` (e.g. 5000) stops the stage with every code of the raster and its pixel count.
     """
 
     source: str
@@ -65,6 +91,13 @@ class LabelOptions:
     pixel_fraction: float = 1.0
     points_per_class: int | None = None
     seed: int = 0
+    ignore_values: tuple[int, ...] = ()
+    value_map: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> LabelCodes:
+        """The code mapping (``ignore_values``, ``value_map``) for the readers."""
+        return LabelCodes(ignore_values=self.ignore_values, value_map=dict(self.value_map))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> LabelOptions:
@@ -102,6 +135,7 @@ class LabelOptions:
             raise ConfigError(
                 "labels options 'pixel_fraction' < 1 and 'points_per_class' exclude each other; set one"
             )
+        _expect_codes(opts)
         if "date_fraction" in opts:
             opts["date_fraction"] = float(opts["date_fraction"])
         if "pixel_fraction" in opts:
@@ -121,6 +155,8 @@ class LabelOptions:
         """The options as a JSON-serialisable dict."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["dates"] = dict(self.dates)
+        out["ignore_values"] = list(self.ignore_values)
+        out["value_map"] = {str(k): v for k, v in sorted(self.value_map.items())}
         return out
 
 
@@ -149,3 +185,56 @@ def _expect_fraction(opts: dict[str, Any], key: str) -> None:
     v = opts[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
         raise ConfigError(f"labels option {key!r} must be a number in (0, 1], got {v!r}")
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _expect_codes(opts: dict[str, Any]) -> None:
+    """Validate and normalise ``ignore_values`` (-> sorted tuple) and ``value_map`` (-> {int: int})."""
+    if "ignore_values" in opts:
+        v = opts["ignore_values"]
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (list, tuple)) or not all(map(_is_int, v)):
+            raise ConfigError(
+                f"labels option 'ignore_values' must be a list of integer source codes, got {v!r}; "
+                "write e.g. [0, 255]"
+            )
+        opts["ignore_values"] = tuple(sorted(set(v)))
+    if "value_map" not in opts:
+        return
+    raw = opts["value_map"]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"labels option 'value_map' must map source codes to class ids, got {raw!r}; write e.g. {{11: 1, 13: 3}}"
+        )
+    mapped: dict[int, int] = {}
+    for key, cid in raw.items():
+        code = _code_key(key)
+        if not _is_int(cid) or not 0 <= cid <= _MAX_CLASS_ID:
+            raise ConfigError(
+                f"labels option 'value_map' maps {key!r} to {cid!r}; values must be class ids "
+                f"(integers 1..{_MAX_CLASS_ID} of `classes`) or 0 for unlabelled"
+            )
+        if code in mapped:
+            raise ConfigError(f"labels option 'value_map' lists the code {code} twice ({key!r}); keep one entry")
+        mapped[code] = cid
+    both = sorted(set(mapped) & set(opts.get("ignore_values", ())))
+    if both:
+        raise ConfigError(
+            f"labels options 'ignore_values' and 'value_map' both list the code(s) {both}; ignored codes "
+            "are unlabelled before the map applies: remove them from one of the two"
+        )
+    opts["value_map"] = mapped
+
+
+def _code_key(key: object) -> int:
+    """A ``value_map`` key as an int: integers, or integer strings (JSON object keys)."""
+    if _is_int(key):
+        return int(key)  # type: ignore[call-overload]
+    if isinstance(key, str) and _INT_TEXT.fullmatch(key):
+        return int(key)
+    raise ConfigError(
+        f"labels option 'value_map' has the key {key!r}, which is no integer source code; "
+        'keys are integer codes such as 11 or "11" (vector class names need no value_map)'
+    )

@@ -1,7 +1,9 @@
 """Bring reference labels onto the cube grid: reproject label rasters, rasterize vectors.
 
 Every function returns class-id arrays on the cube grid: dims (y, x), uint8, ``0`` =
-unlabelled (ignored by training and evaluation). Labels in another CRS are reprojected;
+unlabelled (ignored by training and evaluation). Raster codes become class ids first
+(nodata, ``labels.ignore_values``, ``labels.value_map``: :mod:`pipeline.reference.codes`),
+in the raster's own grid. Labels in another CRS are reprojected;
 raster labels are resampled with *nearest* when the label raster is as coarse as or coarser
 than the cube grid, and with *mode* when it is finer (the most frequent value among the source
 pixels of a cube pixel, "unlabelled" counted as a value, so mostly unlabelled pixels stay 0).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +28,11 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 
 from pipeline.errors import GridError, LabelError
 from pipeline.reference.classes import ClassTable
+from pipeline.reference.codes import LabelCodes, codes_to_class_ids
 
 log = logging.getLogger(__name__)
 
@@ -111,60 +116,95 @@ def _check_overlap(src_bounds: Bounds, src_crs: CRS, grid: CubeGrid, what: str) 
         )
 
 
-def check_class_ids(values: np.ndarray, table: ClassTable, *, what: str) -> None:
-    """Raise :class:`LabelError` naming the ids in ``values`` (non-zero) absent from ``table``."""
-    present = np.unique(values)
-    present = present[present != 0]
-    unknown = sorted(int(v) for v in np.setdiff1d(present, np.asarray(table.ids())))
-    if unknown:
-        raise LabelError(
-            f"{what} holds class ids {unknown} that are not in the class table (ids {table.ids()}); "
-            "add them to the classes config or recode the labels"
-        )
+def _source_to_class_ids(
+    data: np.ndarray, nodata: float | None, table: ClassTable, codes: LabelCodes, what: str
+) -> np.ndarray:
+    """Source codes (band 1, native dtype) -> class ids (same shape, uint8, 0 = unlabelled).
 
-
-def _source_to_uint8(data: np.ndarray, nodata: float | None, what: str) -> np.ndarray:
-    """Label values as uint8 with 0 = unlabelled (source nodata and NaN become 0)."""
+    Nodata, NaN/inf and ``codes.ignore_values`` become 0, then ``codes.value_map`` applies
+    (without one, the codes must be class ids and 0 stays unlabelled); see
+    :mod:`pipeline.reference.codes`.
+    """
     arr = np.asarray(data)
     missing = np.zeros(arr.shape, dtype=bool)
     if np.issubdtype(arr.dtype, np.floating):
         missing |= ~np.isfinite(arr)
     if nodata is not None and np.isfinite(nodata):
         missing |= arr == nodata
-    elif nodata is not None:  # NaN nodata
-        missing |= np.isnan(arr.astype(np.float64))
     vals = arr[~missing]
+    if not np.issubdtype(arr.dtype, np.integer) and not np.issubdtype(arr.dtype, np.floating):
+        raise LabelError(f"{what} has dtype {arr.dtype}; label rasters must hold integer codes")
     if vals.size and np.issubdtype(arr.dtype, np.floating) and np.any(vals != np.round(vals)):
-        raise LabelError(f"{what} holds non-integer values; label rasters must hold integer class ids")
-    if vals.size and (vals.min() < 0 or vals.max() > 255):
-        bad = sorted({int(v) for v in np.unique(vals) if v < 0 or v > 255})[:10]
+        bad = np.unique(vals[vals != np.round(vals)])[:5].tolist()
         raise LabelError(
-            f"{what} holds values {bad} outside 0..255; class ids are 1..254 with 0 = unlabelled "
+            f"{what} holds non-integer values (e.g. {bad}); label rasters must hold integer codes "
             "(set the raster's nodata value if those are fill values)"
         )
-    out = np.where(missing, 0, arr)
-    return out.astype(np.uint8)
+    out = np.zeros(arr.shape, dtype=np.uint8)
+    out[~missing] = codes_to_class_ids(vals, table, codes, zero_is_unlabelled=True, what=what)
+    return out
 
 
-def raster_to_grid(path: str | os.PathLike[str], grid: CubeGrid, table: ClassTable) -> np.ndarray:
+def _check_georeferenced(src: rasterio.io.DatasetReader, grid: CubeGrid, what: str) -> None:
+    """Raise :class:`LabelError` when ``src`` has no CRS or no geotransform (identity transform)."""
+    no_crs, no_transform = src.crs is None, src.transform.is_identity
+    if not (no_crs or no_transform):
+        return
+    left, bottom, right, top = grid.bounds
+    on_grid = (
+        f"`gdal_translate -a_srs {grid.crs} -a_ullr {left:.10g} {top:.10g} {right:.10g} {bottom:.10g} "
+        f"{Path(src.name).name} fixed.tif` if it is on the cube grid ({grid.shape[0]} x {grid.shape[1]} pixels)"
+    )
+    if no_transform and src.gcps[0]:
+        raise LabelError(
+            f"{what} is georeferenced by ground control points only (no geotransform); warp it onto "
+            f"a grid first, e.g. `gdalwarp -t_srs {grid.crs} -r near {Path(src.name).name} fixed.tif`"
+        )
+    if no_transform:
+        missing = "no CRS and no geotransform" if no_crs else f"a CRS ({src.crs}) but no geotransform"
+        raise LabelError(
+            f"{what} is not georeferenced ({missing}: rasterio's NotGeoreferencedWarning), so its "
+            "pixels cannot be placed on the cube grid; write the labels as a GeoTIFF with their CRS "
+            f"and transform, e.g. {on_grid}"
+        )
+    raise LabelError(
+        f"{what} has no CRS; write the labels with their CRS, e.g. `gdal_translate -a_srs {grid.crs} "
+        f"{Path(src.name).name} fixed.tif` when they are in the cube's CRS"
+    )
+
+
+def _read_class_ids(
+    path: Path, grid: CubeGrid, table: ClassTable, codes: LabelCodes, what: str
+) -> tuple[np.ndarray, CRS, Affine, Bounds]:
+    """Band 1 of ``path`` as class ids (uint8, 0 = unlabelled) with its CRS, transform and bounds."""
+    try:
+        with warnings.catch_warnings():
+            # a clear LabelError below replaces rasterio's NotGeoreferencedWarning
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                _check_georeferenced(src, grid, what)
+                data = _source_to_class_ids(src.read(1), src.nodata, table, codes, what)
+                return data, src.crs, src.transform, tuple(src.bounds)
+    except rasterio.errors.RasterioIOError as exc:
+        raise LabelError(f"cannot read {what} ({exc}); check the file (a GeoTIFF is expected)") from exc
+
+
+def raster_to_grid(
+    path: str | os.PathLike[str], grid: CubeGrid, table: ClassTable, *, codes: LabelCodes | None = None
+) -> np.ndarray:
     """Read band 1 of the label raster at ``path`` onto ``grid``.
 
-    The raster holds class ids (integer, 0 and its nodata value = unlabelled) in any CRS.
-    Returns dims (y, x) uint8 class ids on the cube grid, 0 = unlabelled. Raises
-    :class:`LabelError` when the raster cannot be read, has no CRS, does not overlap the
-    cube, or holds ids that are not in ``table``.
+    The raster holds integer codes in its native dtype and any CRS: its nodata value (and NaN)
+    and ``codes.ignore_values`` are unlabelled, ``codes.value_map`` maps the others to class
+    ids (without one they must be class ids, 0 = unlabelled); the mapping happens before the
+    reprojection. Returns dims (y, x) uint8 class ids on the cube grid, 0 = unlabelled, also
+    where the raster does not cover the grid. Raises :class:`LabelError` when the raster cannot
+    be read, is not georeferenced (no CRS or no geotransform), does not overlap the cube, or
+    holds codes that map to no class of ``table``.
     """
     path = Path(path)
     what = f"label raster {path.name}"
-    try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise LabelError(f"{what} has no CRS; write the labels with their CRS (e.g. EPSG:32649)")
-            src_crs, src_transform, src_bounds = src.crs, src.transform, tuple(src.bounds)
-            data = _source_to_uint8(src.read(1), src.nodata, what)
-    except rasterio.errors.RasterioIOError as exc:
-        raise LabelError(f"cannot read {what} ({exc}); check the file") from exc
-    check_class_ids(data, table, what=what)
+    data, src_crs, src_transform, src_bounds = _read_class_ids(path, grid, table, codes or LabelCodes(), what)
     _check_overlap(src_bounds, src_crs, grid, what)
 
     dst_crs = CRS.from_user_input(grid.crs)
