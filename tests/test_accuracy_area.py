@@ -19,6 +19,7 @@ from pipeline.accuracy.area import (
     round_to_total,
     sample_error_matrix,
     try_area_adjusted,
+    unavailable_estimate,
 )
 from pipeline.accuracy.sampling import (
     allocate_sample,
@@ -353,4 +354,8 @@ def test_try_area_adjusted_reports_an_impossible_case() -> None:
     assert d["available"] is False and d["uninterpretable_units"] == 20
     assert "'water'" in d["reason"] and "label" in d["reason"] and d["reason"].endswith(".")
     assert d["reason"].count(". ") == 0  # one sentence
+    assert d["frame"] == "map" and d["sample_size"] == 60
+    assert unavailable_estimate("no mapped pixel lies inside the frame; widen it", frame="test_blocks") == {
+        "available": False, "reason": "No mapped pixel lies inside the frame; widen it.", "frame": "test_blocks",
+        "estimator": "Olofsson et al. 2014 stratified estimators"}
     json.loads(json.dumps(d, allow_nan=False))

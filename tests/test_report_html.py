@@ -80,6 +80,9 @@ def test_area_section_names_a_frame_and_uninterpretable_units() -> None:
     html = "".join(area_section(area_dict(frame="test_blocks", frame_pixels=12345, uninterpretable_units=3)))
     assert "only inside the spatial test blocks" in html and "12,345 mapped pixels" in html
     assert "assumed to hold" in html and "3 sample unit(s) had no reference class" in html
+    labelled = "".join(area_section(area_dict(frame="labelled_test_blocks", frame_pixels=900)))
+    assert "reference-labelled pixels inside the spatial test blocks" in labelled and "900 mapped pixels" in labelled
+    assert "inside the frame &#x27;my_mask&#x27;" in "".join(area_section(area_dict(frame="my_mask")))
 
 
 def test_area_section_shows_the_reason_when_unavailable() -> None:

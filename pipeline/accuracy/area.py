@@ -426,15 +426,17 @@ def try_area_adjusted(
                                          pixel_area_ha=pixel_area_ha).to_dict()
     except AccuracyError as err:
         log.warning("no area-adjusted estimate: %s", err)
-        ref = np.asarray(reference_classes).reshape(-1)
-        reason = str(err).rstrip(".") + "."
-        return {
-            "available": False,
-            "reason": reason[0].upper() + reason[1:],
-            "design": sample.design,
-            "estimator": "Olofsson et al. 2014 stratified estimators",
-            "frame": sample.frame,
-            "frame_pixels": sample.frame_pixels,
-            "sample_size": int(sample.stratum.size),
-            "uninterpretable_units": int(np.count_nonzero(ref == 0)),
-        }
+        return unavailable_estimate(
+            str(err), design=sample.design, frame=sample.frame, frame_pixels=sample.frame_pixels,
+            sample_size=int(sample.stratum.size),
+            uninterpretable_units=int(np.count_nonzero(np.asarray(reference_classes).reshape(-1) == 0)),
+        )
+
+
+def unavailable_estimate(reason: str, **context: Any) -> dict[str, Any]:
+    """The ``area_adjusted`` entry of ``accuracy.json`` when no estimate could be made:
+    ``{"available": False, "reason": <one sentence, capitalised, full stop>, ...context}``
+    (e.g. ``frame``, ``sample_size``); for a sample that could not even be drawn too."""
+    text = reason.strip().rstrip(".") + "."
+    return {"available": False, "reason": text[0].upper() + text[1:],
+            "estimator": "Olofsson et al. 2014 stratified estimators", **context}

@@ -225,6 +225,17 @@ def _frame_mask(within: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray
     return mask.reshape(-1)
 
 
+def _choose(rng: np.random.Generator, idx: np.ndarray, n: int, cid: int, *, frame: str | None) -> np.ndarray:
+    """``n`` of the flat pixel indices ``idx`` of stratum ``cid``, without replacement, ascending."""
+    if n < 0 or n > idx.size:
+        where = "mapped pixels" if frame is None else f"pixels inside the sampling frame ({frame})"
+        raise AccuracyError(
+            f"stratum {cid} has {idx.size} {where} but {n} units were requested; lower its "
+            "allocation (allocate_sample caps it when given the frame's pixel counts)"
+        )
+    return np.sort(rng.choice(idx, size=n, replace=False))
+
+
 def stratified_sample(
     class_map: np.ndarray,
     allocation: Sequence[int] | Mapping[int, int] | np.ndarray,
@@ -266,13 +277,7 @@ def stratified_sample(
         idx = np.flatnonzero(in_stratum if inside is None else in_stratum & inside)
         counts.append(int(np.count_nonzero(in_stratum)))
         frame_counts.append(int(idx.size))
-        if n < 0 or n > idx.size:
-            where = "mapped pixels" if inside is None else f"pixels inside the sampling frame ({name})"
-            raise AccuracyError(
-                f"stratum {cid} has {idx.size} {where} but {n} units were requested; lower its "
-                "allocation (allocate_sample caps it when given the frame's pixel counts)"
-            )
-        r, c = np.divmod(np.sort(rng.choice(idx, size=n, replace=False)), cmap.shape[1])
+        r, c = np.divmod(_choose(rng, idx, n, cid, frame=None if inside is None else name), cmap.shape[1])
         rows.append(r)
         cols.append(c)
         strata.append(np.full(n, cid, dtype=np.int64))

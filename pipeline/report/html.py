@@ -158,6 +158,9 @@ def design_sentence(design: dict[str, Any] | None, evaluated_pixels: Any = None)
 FRAMES = {
     "map": "drawn from the whole map",
     "test_blocks": "drawn only inside the spatial test blocks (never used for training)",
+    "labelled_test_blocks": "drawn only at reference-labelled pixels inside the spatial test blocks (never used "
+                            "for training)",
+    "labelled_map": "drawn only at reference-labelled pixels of the map",
 }
 
 
@@ -242,8 +245,8 @@ def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_pat
     map_png = figures.class_map_png(class_map, table.ids(), names, table.colors(), title="classes", outline=mask)
     parts = [f"<h1>Land-cover map: {html.escape(str(map_path.parent.name))}</h1>",
              design_sentence(report.get("design"), evaluated),
-             f"<p>Map date {report.get('map_date', '?')}; reference pixels evaluated: "
-             f"{fmt_count(evaluated) if evaluated is not None else '?'}.</p>",
+             (f"<p>Map date {report.get('map_date', '?')}; reference pixels evaluated: "
+              f"{fmt_count(evaluated) if evaluated is not None else '?'}.</p>"),
              img(map_png, "map" if mask is None else "map with the test blocks outlined")]
     if mask is not None and mask.any():
         parts.append(f'<p class="note">Outlined in magenta: {html.escape(figures.TEST_BLOCKS_LABEL)}.</p>')
