@@ -577,3 +577,18 @@ def test_options_ignore_values_and_value_map() -> None:
     ]:
         with pytest.raises(ConfigError, match=match):
             LabelOptions.from_mapping({"source": "x", **raw})
+
+
+def test_float_raster_codes_with_nan_nodata(tmp_path: Path) -> None:
+    data = np.full((H, W), np.nan, np.float32)
+    data[:10, :10] = 11.0
+    data[30:, 30:] = -9999.0
+    path = write_tif(tmp_path / "f.tif", data, CRS_UTM, TRANSFORM, nodata=float("nan"))
+    got = raster_to_grid(path, GRID, TABLE, codes=LabelCodes(ignore_values=(-9999,), value_map={11: 5}))
+    expected = np.zeros((H, W), np.uint8)
+    expected[:10, :10] = 5
+    np.testing.assert_array_equal(got, expected)
+    data[0, 0] = 11.5
+    path = write_tif(tmp_path / "g.tif", data, CRS_UTM, TRANSFORM, nodata=float("nan"))
+    with pytest.raises(LabelError, match=r"g.tif holds non-integer values \(e.g. \[11.5\]\)"):
+        raster_to_grid(path, GRID, TABLE, codes=LabelCodes(value_map={11: 5}))

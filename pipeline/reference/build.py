@@ -187,15 +187,7 @@ def read_vector_layers(
             f"{what} has no attribute {date_field!r} (attributes {columns}); set labels.date_field, "
             "or set it to null for labels that apply to every date"
         )
-    ids = _class_ids(gdf[class_field], table, what, codes)
-    if not ids.any():
-        raise LabelError(
-            f"every feature of {what} is unlabelled after labels.ignore_values / labels.value_map "
-            "(their codes are ignored or map to 0); map the codes to class ids in labels.value_map"
-        )
-    if not ids.all():
-        log.info("%s: %d feature(s) dropped as unlabelled (ignore_values / value_map 0)", what, int((ids == 0).sum()))
-        gdf, ids = gdf[ids > 0], ids[ids > 0]
+    gdf, ids = _drop_unlabelled(gdf, _class_ids(gdf[class_field], table, what, codes), what)
     check_vector_overlap(tuple(gdf.total_bounds), CRS.from_user_input(gdf.crs), grid, what)
     geoms = gdf.geometry.to_crs(grid.crs)
 
@@ -210,6 +202,19 @@ def read_vector_layers(
         for day in np.unique(days[~static_mask])
     ]
     return LabelLayers(dated=dated, static=static)
+
+
+def _drop_unlabelled(gdf: pd.DataFrame, ids: np.ndarray, what: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The features (and their class ids) whose class id is not 0 (ignored codes, value_map 0)."""
+    if not ids.any():
+        raise LabelError(
+            f"every feature of {what} is unlabelled after labels.ignore_values / labels.value_map "
+            "(their codes are ignored or map to 0); map the codes to class ids in labels.value_map"
+        )
+    if ids.all():
+        return gdf, ids
+    log.info("%s: %d feature(s) dropped as unlabelled (ignore_values / value_map 0)", what, int((ids == 0).sum()))
+    return gdf[ids > 0], ids[ids > 0]
 
 
 def _feature_days(gdf: pd.DataFrame, date_field: str | None, what: str) -> np.ndarray:

@@ -126,14 +126,14 @@ def _source_to_class_ids(
     :mod:`pipeline.reference.codes`.
     """
     arr = np.asarray(data)
+    if not np.issubdtype(arr.dtype, np.integer) and not np.issubdtype(arr.dtype, np.floating):
+        raise LabelError(f"{what} has dtype {arr.dtype}; label rasters must hold integer codes")
     missing = np.zeros(arr.shape, dtype=bool)
     if np.issubdtype(arr.dtype, np.floating):
         missing |= ~np.isfinite(arr)
     if nodata is not None and np.isfinite(nodata):
         missing |= arr == nodata
     vals = arr[~missing]
-    if not np.issubdtype(arr.dtype, np.integer) and not np.issubdtype(arr.dtype, np.floating):
-        raise LabelError(f"{what} has dtype {arr.dtype}; label rasters must hold integer codes")
     if vals.size and np.issubdtype(arr.dtype, np.floating) and np.any(vals != np.round(vals)):
         bad = np.unique(vals[vals != np.round(vals)])[:5].tolist()
         raise LabelError(
