@@ -98,7 +98,7 @@ def write_cube(cube: xr.Dataset, out: Path | str, *, on_error: str, min_valid_fr
             upload_store(local, str(out))
         return skipped
     encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
-                for v in ("reflectance", "qa", "valid")}
+                for v in ("reflectance", "qa", "valid") if v in cube.data_vars}  # no 'qa' without sensor.qa
     skipped: list[str] = list(left_out or [])
     failed: set[int] = set()
     cube = cube.assign_attrs(manifest_attrs())

@@ -4,8 +4,10 @@
 --out results/demo/items.json``
 
 ``catalog.url`` is a STAC API root URL, or a local folder with ``collection.json`` and
-``items/*.json`` which is served as a STAC API on loopback for the search. Frozen items keep
-unsigned hrefs: signing happens when the cube stage reads the assets.
+``items/*.json`` which is served as a STAC API on loopback for the search; its asset hrefs are
+frozen absolute (paths as ``file://`` URIs, URLs as written) and without links into that
+temporary server. Frozen items keep unsigned hrefs: signing happens when the cube stage reads
+the assets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pipeline.atomic import write_text_atomic
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options
 from pipeline.stac.aoi import aoi_from_config
+from pipeline.stac.hrefs import check_no_server_hrefs, drop_server_links
 from pipeline.stac.search import CatalogOptions, search_items
 from pipeline.stac.server import serve_folder
 
@@ -35,6 +38,9 @@ def run_search(name: str, aoi_entry: dict[str, object], options: CatalogOptions,
     if is_local_catalog(options.url):
         with serve_folder(options.url) as url:
             items = search_items(aoi, options, url=url)
+        check_no_server_hrefs(items, url, folder=options.url)
+        for item in items:
+            drop_server_links(item, url)
     else:
         items = search_items(aoi, options)
     write_text_atomic(out, json.dumps(items.to_dict(transform_hrefs=False), indent=1))

@@ -1,7 +1,10 @@
-"""GDAL settings for reading COGs over HTTP (retries, no directory listings) and signing hooks."""
+"""GDAL settings for reading COGs over HTTP (retries, no directory listings) and the href hook
+(``file://`` URIs to paths, signing)."""
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -33,17 +36,34 @@ def configure_gdal(*, retries: int, backoff: float, timeout: float, client: Any 
                            **gdal_options(retries=retries, backoff=backoff, timeout=timeout))
 
 
-def url_signer(signing: Literal["none", "planetary_computer"]) -> Callable[[str], str] | None:
-    """The ``patch_url`` hook of odc-stac: signs each asset href as it is opened.
+def file_uri_to_path(href: str) -> str:
+    """A ``file://`` URI as the local path GDAL opens; any other href unchanged.
+
+    ``Path.as_uri()`` percent-encodes spaces and non-ASCII characters (``file:///data/my%20scenes/x.tif``,
+    as RFC 8089 wants), but GDAL/rasterio open the URI's path without decoding it, so such a file
+    would be "not found". ``file://localhost/...`` is accepted too.
+    """
+    if not href.lower().startswith("file:"):
+        return href
+    parts = urllib.parse.urlparse(href)
+    if parts.netloc not in ("", "localhost"):
+        return href  # a UNC share (file://server/share/...): leave it to GDAL
+    return urllib.request.url2pathname(parts.path)
+
+
+def url_signer(signing: Literal["none", "planetary_computer"]) -> Callable[[str], str]:
+    """The ``patch_url`` hook of odc-stac: turns ``file://`` URIs into paths and signs each
+    remote asset href as it is opened.
 
     Planetary Computer SAS tokens expire (~45 min), so hrefs are signed when the loader
     builds its read tasks, never at search time; tokens stay out of every file written.
     """
     if signing == "none":
-        return None
+        return file_uri_to_path
     import planetary_computer
 
     def sign(href: str) -> str:
-        return str(planetary_computer.sign(href))
+        local = file_uri_to_path(href)
+        return local if local != href else str(planetary_computer.sign(href))
 
     return sign

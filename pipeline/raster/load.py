@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +23,15 @@ from pipeline.config import reject_unknown
 from pipeline.errors import CubeError
 from pipeline.raster.gdal_env import url_signer
 from pipeline.raster.qa import invalid_mask
-from pipeline.raster.sensors import Scaling, SensorOptions, missing_assets, resolve_scaling
+from pipeline.raster.sensors import (
+    QaOptions,
+    Scaling,
+    SensorOptions,
+    band_index_problems,
+    missing_assets,
+    nodata_json,
+    resolve_scaling,
+)
 from pipeline.stac.aoi import Aoi
 
 log = logging.getLogger(__name__)
@@ -68,31 +77,45 @@ def aoi_pixels(aoi: Aoi, geobox: GeoBox) -> np.ndarray:
 
 
 def check_items(items: list[pystac.Item], sensor: SensorOptions, *, on_error: str) -> tuple[list[pystac.Item], list[str]]:
-    """Drop (``skip``) or reject (``raise``) items lacking assets the sensor needs."""
+    """Drop (``skip``) or reject (``raise``) items lacking assets, or bands of multi-band assets,
+    that the sensor needs."""
     kept, skipped = [], []
     for item in items:
         missing = missing_assets(item, sensor)
-        if not missing:
+        problems = band_index_problems(item, sensor)
+        if not missing and not problems:
             kept.append(item)
             continue
-        msg = (f"item {item.id} lacks assets {missing} (it has {sorted(item.assets)}); fix sensor.bands / "
-               f"sensor.qa.asset for this collection")
+        if missing:
+            qa = " / sensor.qa.asset (or sensor.qa: null when the catalog has no quality band)" if sensor.qa else ""
+            msg = (f"item {item.id} lacks assets {missing} (it has {sorted(item.assets)}); fix sensor.bands{qa} "
+                   f"for this collection (band N of a multi-band asset: {{asset: KEY, band: N}})")
+        else:
+            msg = "; ".join(problems)
         if on_error == "raise":
             raise CubeError(msg + ", or set cube.on_error: skip to leave such items out")
         log.warning("skipping: %s", msg)
-        skipped.append(f"{item.id}: missing assets {missing}")
+        skipped.append(f"{item.id}: missing assets {missing}" if missing else f"{item.id}: {problems[0]}")
     if not kept:
         raise CubeError("no item has every asset the sensor section asks for; " + "; ".join(skipped[:3]))
     return kept, skipped
 
 
 def stac_config(items: list[pystac.Item], sensor: SensorOptions, scaling: dict[str, Scaling]) -> dict[str, Any]:
-    """odc-stac ``stac_cfg`` supplying nodata for bands whose items do not publish it."""
+    """odc-stac ``stac_cfg`` supplying nodata for bands whose items do not publish it.
+
+    A multi-band asset is configured as ``"<asset>.*"`` (a fallback under its ``raster:bands``):
+    configuring ``"<asset>"`` itself would make odc-stac read it as a one-band asset.
+    """
     assets: dict[str, Any] = {}
-    for band, key in sensor.bands.items():
-        if scaling[band].nodata is not None:
-            assets[key] = {"nodata": scaling[band].nodata}
-    if sensor.qa.nodata is not None:
+    multi = sensor.multiband_assets
+    for band, src in sensor.bands.items():
+        nodata = scaling[band].nodata
+        if nodata is None:
+            continue
+        key = f"{src.asset}.*" if src.asset in multi else src.asset
+        assets.setdefault(key, {"nodata": nodata})
+    if sensor.qa is not None and sensor.qa.nodata is not None:
         assets[sensor.qa.asset] = {"nodata": sensor.qa.nodata}
     collections = {it.collection_id or "*" for it in items}
     return {c: {"assets": assets} for c in collections | {"*"}}
@@ -111,11 +134,13 @@ def solar_day(item: pystac.Item) -> dt.date:
 def load_raw(items: list[pystac.Item], geobox: GeoBox, sensor: SensorOptions, scaling: dict[str, Scaling],
              options: CubeOptions, *, signing: Literal["none", "planetary_computer"] = "none") -> xr.Dataset:
     """Lazy DN cube: one variable per asset, dims (time, y, x), native dtypes, nodata from STAC."""
-    resampling: dict[str, str] = {"*": options.resampling, sensor.qa.asset: "nearest"}
+    resampling: dict[str, str] = {"*": options.resampling}
+    if sensor.qa is not None:
+        resampling[sensor.qa.asset] = "nearest"
     try:
         return odc.stac.load(
             items,
-            bands=sensor.assets,
+            bands=sensor.load_names,
             geobox=geobox,
             groupby=options.groupby,
             resampling=resampling,
@@ -128,32 +153,50 @@ def load_raw(items: list[pystac.Item], geobox: GeoBox, sensor: SensorOptions, sc
         raise CubeError(f"cannot plan the load of {len(items)} items onto the AOI grid: {exc}") from exc
 
 
+def missing_dn(dn: xr.DataArray, nodata: float | None) -> xr.DataArray:
+    """Bool mask of ``dn`` (any dims) where it holds ``nodata``; NaN nodata (which never equals
+    itself) matches NaN DN, and NaN DN is always missing."""
+    isnan = dn.isnull() if dn.dtype.kind == "f" else xr.zeros_like(dn, dtype=bool)
+    if nodata is None or math.isnan(nodata):
+        return isnan
+    return isnan | (dn == nodata)
+
+
+def qa_validity(raw: xr.Dataset, qa_opts: QaOptions) -> tuple[xr.DataArray, xr.DataArray]:
+    """``(qa, invalid)`` (time, y, x): the QA asset as uint16 (0 where missing) and its invalid mask."""
+    qa_raw = raw[qa_opts.asset]
+    qa = qa_raw.fillna(0).astype("uint16") if qa_raw.dtype.kind == "f" else qa_raw.astype("uint16")
+    invalid = invalid_mask(qa, decode=qa_opts.decode, bits=qa_opts.invalid_bits,
+                           values=qa_opts.invalid_values, nodata=qa_opts.nodata)
+    return qa, invalid
+
+
 def to_cube(raw: xr.Dataset, sensor: SensorOptions, scaling: dict[str, Scaling], aoi_mask: np.ndarray) -> xr.Dataset:
     """Turn a DN dataset into the cube layout (lazy).
 
-    ``reflectance`` (time, band, y, x) float32 = DN * scale + offset, NaN where DN == nodata;
-    ``qa`` (time, y, x) uint16; ``valid`` (time, y, x) bool = QA says clear, all bands finite,
-    inside the AOI polygon; ``valid_fraction`` (time,) share of valid AOI pixels.
+    ``reflectance`` (time, band, y, x) float32 = DN * scale + offset, NaN where DN == nodata (or
+    is NaN); ``qa`` (time, y, x) uint16, only when the sensor has a quality band
+    (``sensor.qa``); ``valid`` (time, y, x) bool = QA says clear (when there is QA), all bands
+    finite, inside the AOI polygon; ``valid_fraction`` (time,) share of valid AOI pixels.
     """
     layers = []
-    for band, key in sensor.bands.items():
+    for band, src in sensor.bands.items():
         s = scaling[band]
-        dn = raw[key]
+        dn = raw[src.name]
         refl = dn.astype("float32") * np.float32(s.scale) + np.float32(s.offset)
-        if s.nodata is not None:
-            refl = refl.where(dn != s.nodata)
-        layers.append(refl.assign_coords(band=band))
+        layers.append(refl.where(~missing_dn(dn, s.nodata)).assign_coords(band=band))
     reflectance = xr.concat(layers, dim="band", coords="minimal", compat="override", join="override")
     reflectance = reflectance.transpose("time", "band", "y", "x").astype("float32")
-    qa_raw = raw[sensor.qa.asset]
-    qa = qa_raw.fillna(0).astype("uint16") if qa_raw.dtype.kind == "f" else qa_raw.astype("uint16")
-    invalid = invalid_mask(qa, decode=sensor.qa.decode, bits=sensor.qa.invalid_bits,
-                           values=sensor.qa.invalid_values, nodata=sensor.qa.nodata)
     inside = xr.DataArray(aoi_mask, dims=("y", "x"), coords={"y": raw.y, "x": raw.x})
-    valid = (~invalid) & reflectance.notnull().all("band") & inside
+    valid = reflectance.notnull().all("band") & inside
+    variables: dict[str, xr.DataArray] = {"reflectance": reflectance}
+    if sensor.qa is not None:
+        qa, invalid = qa_validity(raw, sensor.qa)
+        valid = valid & ~invalid
+        variables["qa"] = qa
     n_inside = max(int(aoi_mask.sum()), 1)
     fraction = (valid.sum(("y", "x")) / n_inside).astype("float32")
-    ds = xr.Dataset({"reflectance": reflectance, "qa": qa, "valid": valid, "valid_fraction": fraction})
+    ds = xr.Dataset({**variables, "valid": valid, "valid_fraction": fraction})
     ds["aoi_mask"] = inside
     ds = ds.drop_vars([c for c in ("spatial_ref",) if c in ds.coords])
     return ds
@@ -193,10 +236,11 @@ def build_cube(items: list[pystac.Item], aoi: Aoi, sensor: SensorOptions, option
         aoi=aoi.name,
         resolution=options.resolution,
         groupby=options.groupby,
-        scaling={b: [s.scale, s.offset, s.nodata] for b, s in scaling.items()},
-        qa_decoding={"asset": sensor.qa.asset, "decode": sensor.qa.decode,
-                     "invalid_bits": list(sensor.qa.invalid_bits),
-                     "invalid_values": list(sensor.qa.invalid_values)},
+        scaling={b: [s.scale, s.offset, nodata_json(s.nodata)] for b, s in scaling.items()},
+        band_sources={b: src.name for b, src in sensor.bands.items()},
+        qa_decoding=None if sensor.qa is None else {
+            "asset": sensor.qa.asset, "decode": sensor.qa.decode, "invalid_bits": list(sensor.qa.invalid_bits),
+            "invalid_values": list(sensor.qa.invalid_values)},
     )
     cube.attrs["items_by_day"] = {d.isoformat(): ids for d, ids in sorted(by_day.items())}
     return cube, skipped

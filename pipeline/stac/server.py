@@ -3,7 +3,8 @@
 A folder holding ``collection.json`` and ``items/*.json`` (a static collection, such as the
 embedded demo or a user's own indexed rasters) is searched through exactly the same
 pystac-client code as a remote API: this module starts rustac's in-memory STAC API server on
-127.0.0.1 for the duration of the search. rustac implements Core, Features and Item Search but
+127.0.0.1 for the duration of the search. Asset hrefs are made absolute before serving
+(:mod:`pipeline.stac.hrefs`). rustac implements Core, Features and Item Search but
 not the Query/Filter extensions, which the search code detects from the conformance classes.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import CatalogServerError
+from pipeline.stac.hrefs import absolutize_item
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,29 @@ def _rustac_command() -> list[str]:
 
 
 def collect_items(folder: Path) -> tuple[Path, list[dict[str, object]]]:
-    """Find ``collection.json`` and read every ``items/*.json`` Item of a catalog folder."""
+    """Find ``collection.json`` and read every ``items/*.json`` Item of a catalog folder.
+
+    Asset hrefs come back absolute (:func:`pipeline.stac.hrefs.absolutize_item`: paths, relative
+    ones resolved against their item file, become ``file://`` URIs), so that no client resolves
+    them against the temporary server's URL.
+    """
     collection = folder / "collection.json"
     if not collection.is_file():
         raise CatalogServerError(
             f"{folder} is not a catalog folder: it needs collection.json and items/*.json "
-            f"(or set catalog.url to a STAC API URL)"
+            f"(or set catalog.url to a STAC API URL; `python -m pipeline.index SCENES --out {folder}` "
+            f"writes one for a folder of GeoTIFFs)"
         )
     items = []
     for path in sorted((folder / "items").glob("*.json")):
-        with open(path, encoding="utf-8") as fh:
-            items.append(json.load(fh))
+        try:
+            with open(path, encoding="utf-8") as fh:
+                item = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CatalogServerError(f"cannot read item {path} ({exc}); fix or remove the file") from exc
+        if not isinstance(item, dict) or item.get("type") != "Feature":
+            raise CatalogServerError(f"{path} is not a STAC Item (no \"type\": \"Feature\"); fix or remove the file")
+        items.append(absolutize_item(item, path))
     if not items:
         raise CatalogServerError(f"catalog folder {folder} holds no items/*.json")
     return collection, items
