@@ -10,10 +10,11 @@ from pipeline.model_names import relearning_name, split_model_name
 from pipeline.raster.zarr_io import set_aside_incomplete_stores
 
 
-# Clear messages naming the key and the allowed values, then Snakemake's own validation
-# against the same schema (which also fills in the defaults).
+# Clear messages naming the key and the allowed values (and the defaults filled in), then
+# Snakemake's own validation against the same schema. Its default filler is off: it cannot
+# handle a nullable section set to null (sensor.qa: null), and check_config filled them already.
 check_config(config)
-validate(config, "../schemas/config.schema.yaml")
+validate(config, "../schemas/config.schema.yaml", set_default=False)
 
 AOIS = sorted(config["aois"])
 
