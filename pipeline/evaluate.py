@@ -1,16 +1,21 @@
 """Stage ``evaluate``: accuracy of a map against reference labels -> ``accuracy.json`` + report.
 
 ``python -m pipeline.evaluate --map results/demo/maps/semi_convlstm/classes.tif --cube results/demo/cube.zarr
---labels '<labels JSON>' --classes '<classes JSON>' --options '<evaluation JSON>'
---model results/demo/models/semi_convlstm --out results/demo/reports/semi_convlstm``
+--labels results/demo/labels.zarr --classes '<classes JSON>' --options '<evaluation JSON>'
+--model results/demo/models/semi_convlstm --out results/demo/reports/semi_convlstm [--fold K]``
 
-The reference is the label source read for the map date with no label scarcity (the map date
-is the last date, which training never sees: the paper's test setting). Metrics count only
-pixels labelled in the reference and mapped (0 is nodata in both). Area-adjusted accuracy and
-error-adjusted areas (Olofsson et al. 2014) are computed from a stratified random sample drawn
-from the map (written as ``sample.gpkg`` for labelling in QGIS), interpreted either from the
+The reference is ``labels.zarr``'s ``reference`` (every label of the source, no scarcity) at the
+map date (the last date, which training never sees). Which reference pixels are scored follows
+the AOI's test design (``labels.zarr`` ``split``, :mod:`pipeline.split.design`): with
+``spatial_blocks`` (default) only the pixels of the test blocks, which no model trained or
+validated on at any date; with ``--fold K`` the blocks of cross-validation fold K; with
+``paper`` every reference pixel of the map date (locations seen in training at other dates
+included, as in the paper). Metrics count only pixels labelled in the reference and mapped
+(0 is nodata in both). Area-adjusted accuracy and error-adjusted areas (Olofsson et al. 2014)
+come from a stratified random sample of the map drawn inside the test blocks (the whole map for
+``paper``), written as ``sample.gpkg`` for labelling in QGIS, interpreted either from the
 reference labels (``sample_reference: labels``) or from a labelled GeoPackage
-(``sample_reference: file``); never from training or validation splits.
+(``sample_reference: file``).
 """
 
 from __future__ import annotations
@@ -25,26 +30,32 @@ import numpy as np
 import rasterio
 import xarray as xr
 
-from pipeline.accuracy.area import area_adjusted_from_sample
+from pipeline.accuracy.area import try_area_adjusted, unavailable_estimate
 from pipeline.accuracy.metrics import accuracy_report
-from pipeline.accuracy.sampling import StratifiedSample, allocate_sample, sample_size_for_overall_accuracy, stratified_sample
+from pipeline.accuracy.sampling import StratifiedSample, draw_stratified_sample
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import AccuracyError, ConfigError, GridError
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store
-from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
-from pipeline.reference.options import LabelOptions
+from pipeline.split.blocks import block_index
+from pipeline.split.design import TEST, region_from_store
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """The ``evaluation`` config section (sample design of the area-adjusted estimates)."""
+    """The ``evaluation`` config section: the test design (applied by the labels stage, which
+    stores it in labels.zarr) and the sample design of the area-adjusted estimates."""
 
+    design: Literal["spatial_blocks", "paper"] = "spatial_blocks"
+    block_size: int | None = None
+    test_share: float = 0.3
+    buffer: int | None = None
+    folds: int = 5
     target_se: float = 0.01
     expected_users_accuracy: float = 0.85
     sample_size: int | None = None
@@ -75,31 +86,71 @@ def read_map(path: Path, attrs: dict[str, Any]) -> np.ndarray:
     return data
 
 
-def reference_at(cube: xr.Dataset, table: ClassTable, labels: dict[str, Any], when: np.datetime64) -> np.ndarray:
-    """Reference class ids (y, x) uint8 of date ``when`` from the label source, no scarcity applied."""
-    full = {k: v for k, v in labels.items() if k not in ("date_fraction", "pixel_fraction", "points_per_class")}
-    ds = build_labels(cube, table, LabelOptions.from_mapping(full))
-    times = ds.time.values
+def reference_at(labels: xr.Dataset, when: np.datetime64) -> np.ndarray:
+    """Reference class ids (y, x) uint8 of date ``when``: ``labels.zarr``'s ``reference``."""
+    times = labels.time.values
     i = int(np.argmin(np.abs(times - when)))
     if times[i].astype("datetime64[D]") != np.datetime64(when, "D"):
         raise AccuracyError(f"no reference labels for the map date {str(when)[:10]}; label that date to evaluate")
-    ref = ds["labels"].isel(time=i).values
+    ref = np.asarray(labels["reference"].isel(time=i).values)
     if not (ref > 0).any():
         raise AccuracyError(f"no reference labels for the map date {str(when)[:10]} (the label source labels no "
                             f"pixel of that date); label that date to evaluate the map")
     return ref
 
 
-def draw_sample(class_map: np.ndarray, table: ClassTable, options: EvaluationOptions) -> StratifiedSample:
-    """Stratified random sample of the map (strata = map classes of the table), sized by Olofsson
-    eq. 13; classes absent from the map are strata of weight 0 with no unit."""
-    ids = table.ids()
-    mapped = np.array([(class_map == cid).sum() for cid in ids], dtype=float)
-    n = options.sample_size or sample_size_for_overall_accuracy(
-        mapped, [options.expected_users_accuracy] * len(ids), target_se=options.target_se)
-    allocation = allocate_sample(n, mapped, min_per_stratum=options.min_per_stratum)
-    allocation = np.minimum(allocation, mapped.astype(int))
-    return stratified_sample(class_map, allocation, class_ids=ids, seed=options.seed)
+def scored_pixels(reference: np.ndarray, region: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """(y, x) bool: the reference pixels the design scores (test blocks; every one for ``paper``)."""
+    labelled = reference > 0
+    return labelled if record["kind"] == "paper" else labelled & (region == TEST)
+
+
+def design_summary(record: dict[str, Any], region: np.ndarray, reference: np.ndarray, scored: np.ndarray,
+                   class_map: np.ndarray) -> dict[str, Any]:
+    """The ``design`` section of ``accuracy.json``: the test design and the pixels it scored."""
+    out = {k: record.get(k) for k in ("kind", "block_size", "test_share", "buffer_px", "fold", "folds", "seed")}
+    test = region == TEST
+    blocks = block_index(region.shape, int(record["block_size"]))
+    out["test_blocks"] = 0 if record["kind"] == "paper" else int(np.unique(blocks[test]).size)
+    out["labelled_pixels"] = int((reference > 0).sum())
+    out["test_pixels"] = int((scored & (class_map > 0)).sum())
+    if record["kind"] == "paper":
+        out["note"] = "every reference pixel of the map date: locations used for training at other dates included"
+    return out
+
+
+def sample_frame(reference: np.ndarray, region: np.ndarray, record: dict[str, Any],
+                 options: EvaluationOptions) -> tuple[np.ndarray | None, str]:
+    """Where the area sample may fall, (y, x) bool or None (anywhere), and the frame's name: the
+    test blocks of the design (the whole map for ``paper``), restricted to labelled pixels when the
+    units are interpreted from the reference labels (a unit off the labels could not be)."""
+    test = None if record["kind"] == "paper" else region == TEST
+    if options.sample_reference != "labels":
+        return test, "map" if test is None else "test_blocks"
+    labelled = reference > 0
+    return (labelled, "labelled_map") if test is None else (test & labelled, "labelled_test_blocks")
+
+
+def area_estimate(class_map: np.ndarray, reference: np.ndarray, within: np.ndarray | None, frame: str,
+                  table: ClassTable, options: EvaluationOptions, attrs: dict[str, Any],
+                  out_dir: Path) -> dict[str, Any]:
+    """Olofsson et al. 2014 area-adjusted accuracy from a stratified sample of the map drawn inside
+    ``within`` (``sample.gpkg`` written for QGIS); when no estimate is possible the section says why
+    instead of stopping the report."""
+    res = float(abs(attrs["transform"][0]))
+    try:
+        sample = draw_stratified_sample(
+            class_map, class_ids=table.ids(), seed=options.seed, expected_users_accuracy=options.expected_users_accuracy,
+            target_se=options.target_se, sample_size=options.sample_size, min_per_stratum=options.min_per_stratum,
+            within=within, frame=frame)
+        ref = sample_reference(sample, reference, table, options, attrs)
+        estimate = try_area_adjusted(sample, ref, table, pixel_area_ha=res * res / 1e4)
+        write_sample(sample, ref, out_dir / "sample.gpkg", attrs, table)
+    except AccuracyError as err:  # e.g. no mapped pixel inside the frame
+        log.warning("no area-adjusted estimate: %s", err)
+        estimate = unavailable_estimate(str(err), frame=frame)
+    estimate["sample_reference"] = options.sample_reference
+    return estimate
 
 
 def sample_reference(sample: StratifiedSample, reference: np.ndarray, table: ClassTable,
@@ -139,37 +190,45 @@ def write_sample(sample: StratifiedSample, ref: np.ndarray, path: Path, attrs: d
         frame.to_file(tmp, driver="GPKG", layer="sample")
 
 
-def evaluate(map_path: Path, cube_path: Path, table: ClassTable, labels: dict[str, Any], options: EvaluationOptions,
-             out_dir: Path) -> dict[str, Any]:
-    """Compute and write ``accuracy.json`` (+ ``sample.gpkg``); return the accuracy dict."""
-    cube = open_store(cube_path, required=("valid",))
-    class_map = read_map(map_path, cube.attrs)
-    when = cube.time.values[-1]
-    reference = reference_at(cube, table, labels, when)
-    report = accuracy_report(reference, class_map, table)
+def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options: EvaluationOptions, out_dir: Path,
+             *, fold: int | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Compute and write ``accuracy.json`` (+ ``sample.gpkg``) of the map at ``map_path`` against
+    the labels store at ``labels_path`` under its test design (cross-validation fold ``fold``);
+    return the accuracy dict and the test blocks ((y, x) bool; None for the paper design)."""
+    labels = open_store(labels_path, required=("reference",))
+    class_map = read_map(map_path, labels.attrs)
+    when = labels.time.values[-1]
+    reference = reference_at(labels, when)
+    region, record = region_from_store(labels, fold=fold)
+    scored = scored_pixels(reference, region, record)
+    if not scored.any():
+        raise AccuracyError(f"the test blocks hold no reference pixel of the map date {str(when)[:10]}; change "
+                            f"evaluation.seed or evaluation.block_size, or label that date in the test blocks")
+    report = accuracy_report(np.where(scored, reference, 0).astype(reference.dtype), class_map, table)
     report["map_date"] = str(when)[:10]
-    report["evaluated_pixels"] = int(((reference > 0) & (class_map > 0)).sum())
-    if options.sample_reference != "none":
-        sample = draw_sample(class_map, table, options)
-        ref = sample_reference(sample, reference, table, options, cube.attrs)
-        res = float(abs(cube.attrs["transform"][0]))
-        estimate = area_adjusted_from_sample(sample, ref, table, pixel_area_ha=res * res / 1e4)
-        report["area_adjusted"] = estimate.to_dict()
-        report["area_adjusted"]["sample_reference"] = options.sample_reference
-        write_sample(sample, ref, out_dir / "sample.gpkg", cube.attrs, table)
+    report["design"] = design_summary(record, region, reference, scored, class_map)
+    report["evaluated_pixels"] = report["design"]["test_pixels"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if options.sample_reference != "none":
+        within, frame = sample_frame(reference, region, record, options)
+        report["area_adjusted"] = area_estimate(class_map, reference, within, frame, table, options, labels.attrs,
+                                                out_dir)
     write_text_atomic(out_dir / "accuracy.json", json.dumps(report, indent=1, allow_nan=False))
     log.info("OA %.3f, kappa %.3f, weighted F1 %.3f on %d pixels", report["overall_accuracy"], report["kappa"],
              report["f1_weighted"], report["evaluated_pixels"])
-    return report
+    return report, None if record["kind"] == "paper" else region == TEST
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--map", required=True, type=Path, help="classes.tif of the map")
-    parser.add_argument("--cube", required=True, type=store_path, help="cube.zarr (grid and dates; path or fsspec URL)")
-    parser.add_argument("--labels", required=True, help="the labels config section as JSON")
+    parser.add_argument("--cube", required=True, type=store_path,
+                        help="cube.zarr (clear observations per date for the report; path or fsspec URL)")
+    parser.add_argument("--labels", required=True, type=store_path,
+                        help="labels.zarr (reference labels and test design; path or fsspec URL)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="score cross-validation fold K of the test design instead of its test blocks")
     parser.add_argument("--classes", required=True, help="the class table as JSON")
     parser.add_argument("--options", default="{}", help="the evaluation config section as JSON")
     parser.add_argument("--model", type=Path, default=None, help="trained model folder (training curves)")
@@ -179,11 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         table = ClassTable.from_config(json.loads(args.classes))
         options = EvaluationOptions.from_options(parse_options(args.options, what="evaluate"))
-        report = evaluate(args.map, args.cube, table, parse_options(args.labels, what="labels"), options, args.out)
+        report, test_mask = evaluate(args.map, args.labels, table, options, args.out, fold=args.fold)
         from pipeline.report.html import write_report
 
         write_report(args.out / "report.html", report=report, map_path=args.map, cube_path=args.cube,
-                     model_dir=args.model, table=table)
+                     model_dir=args.model, table=table, test_mask=test_mask)
 
     return run_stage(work, verbose=args.verbose)
 

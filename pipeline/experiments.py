@@ -13,6 +13,7 @@ compare        - (one run per model)     OA, K, W-F1  section 4.2, Table 1
 label_fraction train ``label_fraction``  W-F1         section 5.2, Fig. 10
 time_length    train ``time_steps`` (t)  OA           section 5.1, Fig. 9
 cloud_cover    scene cloud cover < value OA           section 5.3, Fig. 11 (100 = all dates)
+cv             test fold of the design   OA, K, W-F1  spatial k-fold CV (mean, std per model)
 ============== ========================= ============ =====================================
 
 ``--runs`` lists the runs as ``{"aoi", "model", "value", "accuracy", "card"}`` objects:
@@ -40,7 +41,7 @@ from pipeline.errors import AccuracyError, ConfigError
 
 log = logging.getLogger(__name__)
 
-ExperimentName = Literal["compare", "label_fraction", "time_length", "cloud_cover"]
+ExperimentName = Literal["compare", "label_fraction", "time_length", "cloud_cover", "cv"]
 EXPERIMENT_NAMES: tuple[str, ...] = get_args(ExperimentName)
 METRICS = ("overall_accuracy", "kappa", "f1_weighted")
 
@@ -66,6 +67,8 @@ class Experiment:
             return f"t={value:g}"
         if self.name == "cloud_cover":
             return "all" if value >= 100 else f"< {value:g} %"
+        if self.name == "cv":
+            return f"fold {value:g}"
         return f"{value:g}"
 
 
@@ -77,6 +80,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                               "section 5.1, Fig. 9"),
     "cloud_cover": Experiment("cloud_cover", "max_cloud_cover", ("overall_accuracy",), "scene cloud cover",
                               "section 5.3, Fig. 11"),
+    "cv": Experiment("cv", "fold", METRICS, "fold", "not in the paper: spatial k-fold cross-validation"),
 }
 
 
@@ -203,6 +207,7 @@ def read_json(path: str | Path, *, what: str) -> dict[str, Any]:
 def aggregate(experiment: ExperimentName | str, runs: Sequence[Run], *, csv_path: Path, json_path: Path,
               png_path: Path) -> list[dict[str, Any]]:
     """Read every run's accuracy.json (and model card), write the CSV, JSON and PNG; return the rows."""
+    from pipeline.report.cv import cv_csv, cv_png, cv_summary
     from pipeline.report.experiment_figures import experiment_png
 
     accuracies = [read_json(r.accuracy, what="accuracy") for r in runs]
@@ -213,10 +218,15 @@ def aggregate(experiment: ExperimentName | str, runs: Sequence[Run], *, csv_path
            "paper": exp.paper, "rows": rows,
            "sources": [{"aoi": r.aoi, "model": r.model, "value": r.value, "accuracy": r.accuracy, "card": r.card}
                        for r in runs]}
-    write_text_atomic(csv_path, table_csv(rows))
+    if exp.name == "cv":  # the table is the per-model summary over the folds; the JSON keeps both
+        doc["summary"] = cv_summary(rows)
+        csv_text, png = cv_csv(doc["summary"]), cv_png(doc["summary"])
+    else:
+        csv_text, png = table_csv(rows), experiment_png(exp, rows)
+    write_text_atomic(csv_path, csv_text)
     write_text_atomic(json_path, json.dumps(doc, indent=1, allow_nan=False))
     with atomic_path(png_path) as tmp:
-        tmp.write_bytes(experiment_png(exp, rows))
+        tmp.write_bytes(png)
     log.info("experiment %s: %d runs -> %s", exp.name, len(rows), json_path)
     return rows
 

@@ -7,9 +7,12 @@ Usage::
         --options '{"source": "resources/labels/x", "date_fraction": 0.5}'
 
 ``--classes`` is the config's class table (JSON list of ``{id, name, color}``), ``--options``
-the config's ``labels`` section (see :class:`pipeline.reference.options.LabelOptions`). The
-output store holds ``labels`` dims (time, y, x) uint8 class ids, 0 = unlabelled, on the
-cube's grid and dates (layout in :mod:`pipeline.raster.zarr_io`).
+the config's ``labels`` section (see :class:`pipeline.reference.options.LabelOptions`),
+``--design`` the test design (:class:`pipeline.split.design.DesignOptions`). The output store
+holds ``labels`` dims (time, y, x) uint8 class ids, 0 = unlabelled (what training may use),
+``reference`` (the same, every label of the source: what evaluation scores against), ``split``
+(y, x) uint8 0 train / 1 test / 2 buffer and ``fold`` (y, x) int8 on the cube's grid and dates
+(layout in :mod:`pipeline.raster.zarr_io`), and attrs ``design``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,36 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+import xarray as xr
+
 from pipeline.cli import base_parser, run_stage
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
 from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
 from pipeline.reference.options import LabelOptions
+from pipeline.split.design import BUFFER, TEST, TRAIN, DesignOptions, build_design
 
 log = logging.getLogger(__name__)
 
 CHUNK_YX = 1024
+
+
+def with_design(labels: xr.Dataset, table: ClassTable, design: DesignOptions) -> xr.Dataset:
+    """``labels`` (the :func:`build_labels` dataset) plus the AOI's test design: ``split`` (y, x)
+    uint8 (0 train, 1 test, 2 buffer), ``fold`` (y, x) int8 (cross-validation fold of the pixel's
+    block, -1 = block without labels) and attrs ``design`` (:func:`build_design`)."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[np.asarray(table.ids())] = np.arange(len(table.ids()))
+    result = build_design(lut[labels["reference"].values], table.names(), design)
+    out = labels.assign(
+        split=(("y", "x"), result.region, {"long_name": "test design region",
+                                          "flag_values": [TRAIN, TEST, BUFFER],
+                                          "flag_meanings": "train test buffer"}),
+        fold=(("y", "x"), result.fold, {"long_name": "cross-validation fold of the block", "nodata": -1}),
+    )
+    out.attrs["design"] = result.record
+    return out
 
 
 def make_labels(
@@ -35,14 +59,17 @@ def make_labels(
     *,
     classes_json: str,
     options_json: str,
+    design_json: str = "{}",
 ) -> Path:
     """Build ``out`` (labels.zarr) from the cube store ``cube``; returns ``out``."""
     table = ClassTable.from_json(classes_json)
     options = LabelOptions.from_json(options_json)
+    design = DesignOptions.from_json(design_json)
     ds = open_store(cube, required=("valid",))
-    labels = build_labels(ds, table, options)
+    labels = with_design(build_labels(ds, table, options), table, design)
     h, w = labels["labels"].shape[1:]
-    encoding = {"labels": {"chunks": (1, min(h, CHUNK_YX), min(w, CHUNK_YX))}}
+    chunks = (1, min(h, CHUNK_YX), min(w, CHUNK_YX))
+    encoding = {"labels": {"chunks": chunks}, "reference": {"chunks": chunks}}
     return write_zarr_atomic(labels, out, encoding=encoding)
 
 
@@ -53,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="labels.zarr to write")
     parser.add_argument("--classes", required=True, help="class table, JSON list of {id, name, color}")
     parser.add_argument("--options", default="{}", help="labels options, one JSON object")
+    parser.add_argument("--design", default="{}", help="test design (the evaluation split keys, buffer "
+                        "resolved), one JSON object; default: spatial blocks")
     args = parser.parse_args(argv)
     return run_stage(
-        lambda: make_labels(args.cube, args.out, classes_json=args.classes, options_json=args.options),
+        lambda: make_labels(args.cube, args.out, classes_json=args.classes, options_json=args.options,
+                            design_json=args.design),
         verbose=args.verbose,
     )
 

@@ -4,7 +4,9 @@ Trains one model (semi_convlstm, convlstm, pixel_lstm, rf, svm, unet, unet_stack
 optionally relearning on a first-stage model's probabilities; see
 :class:`pipeline.training.options.TrainOptions` for every option) and writes
 ``DIR/model.pt`` (or ``model.joblib``), ``checkpoint.pt``, ``metrics.csv``,
-``model_card.json``. Rerunning after an interruption resumes from ``checkpoint.pt``.
+``model_card.json``. Rerunning after an interruption resumes from ``checkpoint.pt``. The test
+blocks of the labels' test design (``labels.zarr`` ``split``; with ``--fold K`` the blocks of
+cross-validation fold K) and their buffer are never trained or validated on.
 Exit status 2 on a user-fixable problem (bad option, unusable data).
 
 Data-parallel training (torch DDP; gloo on CPU, nccl with one GPU per process):
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, scikit-learn)")
     parser.add_argument("--base-model", default=None,
                         help="first-stage model folder of a relearning model (default: ../<relearning_base>)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="spatial cross-validation: hold out fold K of the labels' test design (its blocks "
+                             "are the test set) instead of the design's test blocks")
     args = parser.parse_args(argv)
 
     def work() -> None:
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = open_store(args.labels, required=("labels",))
         result = train_model(features, labels, args.out, options, threads=args.threads,
                              sources={"features": str(args.features), "labels": str(args.labels)},
-                             base_model=args.base_model)
+                             base_model=args.base_model, fold=args.fold)
         if launched_world().is_main:
             log.info("trained %s: best epoch %d, metrics %s -> %s", options.model, result.best_epoch,
                      {k: v for k, v in result.metrics.items() if k.startswith("val_")}, result.model_path)

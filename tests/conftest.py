@@ -126,3 +126,19 @@ def real_scene_catalog(shared_dir: Path, range_server):
         return dest, items, server
 
     return make
+
+
+def with_test_design(labels, classes, **design):
+    """``labels`` (an xarray Dataset with ``labels`` (time, y, x) uint8) as the labels stage
+    writes it: ``reference`` (= ``labels`` when absent) plus the test design ``split`` / ``fold``
+    / attrs ``design`` (:func:`pipeline.labels.with_design`). Default: the paper design (no
+    held-out block), so a test about something else trains on every labelled pixel as before;
+    pass ``design="spatial_blocks"`` and block options for the spatial design."""
+    from pipeline.labels import with_design
+    from pipeline.reference.classes import ClassTable
+    from pipeline.split.design import DesignOptions
+
+    if "reference" not in labels:
+        labels = labels.assign(reference=labels["labels"])
+    options = DesignOptions.from_mapping({"design": "paper", "folds": 2, **design})
+    return with_design(labels, ClassTable.from_config(classes), options)

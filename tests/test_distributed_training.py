@@ -83,7 +83,8 @@ def test_two_processes_train_like_one_with_the_whole_batch(stores, tmp_path: Pat
     proc = _torchrun(_args(stores, ddp, DETERMINISTIC), tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "joined the gloo process group" in proc.stderr
-    assert {p.name for p in ddp.iterdir()} == {"model.pt", "checkpoint.pt", "metrics.csv", "model_card.json"}
+    assert {p.name for p in ddp.iterdir()} == {"model.pt", "checkpoint.pt", "metrics.csv", "model_card.json",
+                                              "training_region.tif"}
     a, b = _metrics(single), _metrics(ddp)
     assert list(b["epoch"]) == [1, 2, 3, 4] and b["w"][-1] == 1.0
     for key in ("train_loss", "sup_loss", "cons_loss", "val_loss", "val_oa", "val_f1"):

@@ -13,6 +13,7 @@ import xarray as xr
 from rasterio.transform import Affine
 
 from pipeline import evaluate as evaluate_stage
+from pipeline import labels as labels_stage
 from pipeline.raster.cog import write_class_cog
 from pipeline.raster.zarr_io import write_zarr_atomic
 
@@ -45,8 +46,18 @@ def world(tmp: Path) -> tuple[Path, Path, np.ndarray]:
     return cube_path, labels, truth
 
 
-def run(tmp: Path, map_path: Path, cube: Path, labels: Path, options: dict) -> int:
-    return evaluate_stage.main(["--map", str(map_path), "--cube", str(cube), "--labels", json.dumps({"source": str(labels)}),
+def label_store(tmp: Path, cube: Path, labels: Path, **design: object) -> Path:
+    """labels.zarr of the label folder through the labels stage (default: the paper design)."""
+    out = tmp / "labels.zarr"
+    design = {"design": "paper", "folds": 2, **design}
+    assert labels_stage.main(["--cube", str(cube), "--out", str(out), "--classes", json.dumps(CLASSES),
+                              "--options", json.dumps({"source": str(labels)}), "--design", json.dumps(design)]) == 0
+    return out
+
+
+def run(tmp: Path, map_path: Path, cube: Path, labels: Path, options: dict, **design: object) -> int:
+    store = label_store(tmp, cube, labels, **design)
+    return evaluate_stage.main(["--map", str(map_path), "--cube", str(cube), "--labels", str(store),
                                 "--classes", json.dumps(CLASSES), "--options", json.dumps(options),
                                 "--out", str(tmp / "report")])
 
@@ -112,3 +123,49 @@ def test_sample_file_option_needs_a_file(tmp_path: Path, caplog) -> None:
     write_class_cog(truth, tmp_path / "classes.tif", crs="EPSG:32649", transform=T, class_table=CLASSES)
     assert run(tmp_path, tmp_path / "classes.tif", cube, labels, {"sample_reference": "file"}) == 2
     assert "sample_file is not set" in caplog.text
+
+
+def test_spatial_blocks_score_the_test_blocks_only(tmp_path: Path) -> None:
+    """With the spatial design the metrics are those of the test blocks stored in labels.zarr
+    (computed independently here from the stored mask), and accuracy.json names the design."""
+    cube, labels, truth = world(tmp_path)
+    mapped = truth.copy()
+    mapped[:, :25] = np.where(mapped[:, :25] == 1, 2, mapped[:, :25])  # errors in the western half only
+    write_class_cog(mapped, tmp_path / "classes.tif", crs="EPSG:32649", transform=T, class_table=CLASSES)
+    design = {"design": "spatial_blocks", "block_size": 10, "test_share": 0.3, "buffer": 2, "seed": 3}
+    assert run(tmp_path, tmp_path / "classes.tif", cube, labels, {"sample_size": 60, "min_per_stratum": 5},
+               **design) == 0
+    acc = json.loads((tmp_path / "report" / "accuracy.json").read_text())
+    split = xr.open_zarr(tmp_path / "labels.zarr")["split"].values
+    test = split == 1
+    assert 0 < test.sum() < test.size and (split == 2).any()
+    assert acc["overall_accuracy"] == pytest.approx(float((mapped[test] == truth[test]).mean()))
+    assert acc["evaluated_pixels"] == int(test.sum())
+    d = acc["design"]
+    assert d["kind"] == "spatial_blocks" and d["block_size"] == 10 and d["buffer_px"] == 2
+    assert d["test_pixels"] == int(test.sum()) and d["labelled_pixels"] == truth.size
+    assert d["test_blocks"] == len({(r // 10, c // 10) for r, c in zip(*np.nonzero(test), strict=True)})
+    area = acc["area_adjusted"]
+    assert area["available"] and area["frame"] == "labelled_test_blocks"
+    sample = __import__("geopandas").read_file(tmp_path / "report" / "sample.gpkg")
+    assert test[sample["row"], sample["col"]].all()  # the sample never touches a training location
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "test blocks" in html and f"{d['test_blocks']} test blocks" in html
+
+
+def test_cross_validation_fold_is_scored_on_its_blocks(tmp_path: Path) -> None:
+    cube, labels, truth = world(tmp_path)
+    write_class_cog(truth, tmp_path / "classes.tif", crs="EPSG:32649", transform=T, class_table=CLASSES)
+    store = label_store(tmp_path, cube, labels, design="spatial_blocks", block_size=10, folds=3, buffer=1)
+    fold = xr.open_zarr(store)["fold"].values
+    for k in range(3):
+        out = tmp_path / f"fold{k}"
+        assert evaluate_stage.main(["--map", str(tmp_path / "classes.tif"), "--cube", str(cube), "--labels", str(store),
+                                    "--classes", json.dumps(CLASSES), "--options", '{"sample_reference": "none"}',
+                                    "--out", str(out), "--fold", str(k)]) == 0
+        acc = json.loads((out / "accuracy.json").read_text())
+        assert acc["design"]["kind"] == "spatial_cv" and acc["design"]["fold"] == k
+        assert acc["evaluated_pixels"] == int((fold == k).sum())
+    assert evaluate_stage.main(["--map", str(tmp_path / "classes.tif"), "--cube", str(cube), "--labels", str(store),
+                                "--classes", json.dumps(CLASSES), "--out", str(tmp_path / "bad"), "--fold", "3"]) == 2
+    assert not (tmp_path / "bad" / "accuracy.json").exists()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import with_test_design
 import yaml
 
 from pipeline.errors import ConfigError
@@ -192,7 +193,7 @@ def tiny_dataset(n_times: int = 4, size: int = 16) -> tuple[xr.Dataset, xr.Datas
                     "valid": (("time", "y", "x"), np.ones((n_times, size, size), bool))},
                    coords={**coords, "channel": ["red", "nir08", "swir16"]}, attrs=attrs)
     labels = np.broadcast_to((cls + 1).astype(np.uint8), (n_times, size, size)).copy()
-    return f, xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs)
+    return f, with_test_design(xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs), CLASSES)
 
 
 def test_train_and_load_by_name(tmp_path: Path) -> None:

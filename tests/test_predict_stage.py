@@ -11,6 +11,7 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
+from conftest import with_test_design
 
 from pipeline import predict as predict_stage
 from pipeline.errors import PredictionError
@@ -41,7 +42,7 @@ def dataset(n_times: int = 5, size: tuple[int, int] = (37, 45), seed: int = 0) -
     f = xr.Dataset({"features": (("time", "channel", "y", "x"), feats.astype(np.float16)),
                     "valid": (("time", "y", "x"), valid)}, coords={**coords, "channel": np.arange(4)}, attrs=ATTRS)
     labels = np.broadcast_to(np.array([1, 2, 4], np.uint8)[cls], (n_times, ny, nx)).copy()
-    return f, xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=ATTRS)
+    return f, with_test_design(xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=ATTRS), CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
+from conftest import with_test_design
 import yaml
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
@@ -56,7 +57,7 @@ def dataset(n_times: int = 6, size: tuple[int, int] = (19, 22)) -> tuple[xr.Data
                     "valid": (("time", "y", "x"), np.ones((n_times, ny, nx), bool))},
                    coords={**coords, "channel": ["red", "nir08", "swir16"]}, attrs=attrs)
     labels = np.broadcast_to(np.array([1, 2, 4], np.uint8)[cls], (n_times, ny, nx)).copy()
-    return f, xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs)
+    return f, with_test_design(xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs), CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import with_test_design
 
 from pipeline.errors import ConfigError, GridError, LabelError, TrainingError
 from pipeline.raster.zarr_io import write_zarr_atomic
@@ -23,7 +24,9 @@ from pipeline.training import (
 )
 from pipeline.training.data import load_training_data
 from pipeline.training.trainer import split_labels
-from pipeline.training.windows import blocked_split, window_ends
+from pipeline.split.design import TEST, TRAIN
+from pipeline.split.validation import VAL, validation_region
+from pipeline.training.windows import window_ends
 
 CLASSES = [{"id": 1, "name": "cultivated", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
            {"id": 4, "name": "water", "color": "#2166ac"}]
@@ -57,7 +60,7 @@ def make_dataset(n_times: int = 6, channels: int = 3, size: int = 32, seed: int 
     f = xr.Dataset({"features": (("time", "channel", "y", "x"), feats.astype(np.float16)),
                     "valid": (("time", "y", "x"), np.ones((n_times, size, size), bool))},
                    coords={**coords, "channel": np.arange(channels)}, attrs=attrs)
-    return f, xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs)
+    return f, with_test_design(xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs), CLASSES)
 
 
 def _accuracy_on_last_window(model_dir: Path, f: xr.Dataset, lab: xr.Dataset) -> float:
@@ -78,7 +81,7 @@ def test_stage_end_to_end_semi_convlstm_learns(tmp_path: Path) -> None:
     opts = {**FAST, "model": "semi_convlstm", "epochs": 8, "rampup_epochs": 3, "consistency_weight": 1.0}
     rc = main(["--features", str(fz), "--labels", str(lz), "--out", str(out), "--options", json.dumps(opts), "--threads", "1"])
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {"model.pt", "checkpoint.pt", "metrics.csv", "model_card.json"}
+    assert {p.name for p in out.iterdir()} == {"model.pt", "checkpoint.pt", "metrics.csv", "model_card.json", "training_region.tif"}
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
     assert list(rows[0]) == ["epoch", "train_loss", "sup_loss", "cons_loss", "w", "labelled_share", "val_loss", "val_oa",
@@ -100,7 +103,7 @@ def test_consistency_weight_is_scaled_by_the_labelled_share(tmp_path: Path) -> N
     f, lab = make_dataset()
     sparse = lab["labels"].values.copy()
     sparse[np.random.default_rng(1).random(sparse.shape) >= 0.1] = 0  # 10 % of the pixels labelled
-    lab = lab.copy(data={"labels": sparse})
+    lab = lab.assign(labels=(lab["labels"].dims, sparse))
     base = {**FAST, "model": "semi_convlstm", "epochs": 3, "rampup_epochs": 2, "consistency_weight": 4.0}
 
     def curve(name: str, **opts: object) -> list[dict[str, float]]:
@@ -137,7 +140,8 @@ def test_sklearn_baselines_run(tmp_path: Path, model: str, space: dict[str, list
     opts = {**FAST, "model": model, "n_iter": 2, "max_pixels_per_class": 150, "search_space": space}
     res = train_model(f, lab, tmp_path / model, opts, threads=1)
     assert res.metrics["val_oa"] >= 0.9 and res.metrics["n_train"] <= 450
-    assert {p.name for p in (tmp_path / model).iterdir()} == {"model.joblib", "model.json", "metrics.csv", "model_card.json"}
+    assert {p.name for p in (tmp_path / model).iterdir()} == {"model.joblib", "model.json", "metrics.csv", "model_card.json",
+                                                         "training_region.tif"}
     assert _accuracy_on_last_window(tmp_path / model, f, lab) >= 0.9
     with pytest.raises(ConfigError, match="n_trees"):
         train_model(f, lab, tmp_path / "bad", {**opts, "search_space": {"n_trees": [1]}})
@@ -179,7 +183,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         train_model(f, lab, tmp_path / "a", {**FAST, "time_steps": 9, "epochs": 1})
     empty = lab.copy(deep=True)
     empty["labels"][:] = 0
-    with pytest.raises(TrainingError, match="no labelled pixel in the training split"):
+    with pytest.raises(TrainingError, match="no labelled pixel in the training region"):
         train_model(f, empty, tmp_path / "b", {**FAST, "epochs": 1})
     unknown = lab.copy(deep=True)
     unknown["labels"][2, :3, :3] = 9
@@ -223,14 +227,18 @@ def test_label_fraction_keeps_latest_dates_in_the_training_split() -> None:
     f, lab = make_dataset(n_times=8)
     opts = parse_train_options({**FAST, "label_fraction": 0.5, "label_removal": "chronological"})
     data = load_training_data(f, lab, classes=opts.classes)
-    split = blocked_split(32, 32, patch=16, stride=8, block=16, val_fraction=0.25, buffer=0, seed=0)
     ends = window_ends(8, 4)
-    train, val = split_labels(data, split, ends, opts)
+    design = np.zeros((32, 32), np.uint8)
+    design[:8, :8] = TEST
+    region = validation_region(design, data.labels[ends], block=8, share=0.25, buffer=0, seed=0)
+    assert (region == VAL).any() and (region == TRAIN).any()
+    train, val = split_labels(data, region, ends, opts)
     has = (train >= 0).any(axis=(1, 2))
     assert has.tolist() == [False] * 4 + [True] * 4  # floor(0.5 * 8) latest dates kept
     assert (val >= 0).any(axis=(1, 2)).all()  # validation keeps every labelled date
     assert not ((train >= 0) & (val >= 0)).any()
-    assert ((val >= 0) == (split.region == 1)[None]).all()
+    assert ((val >= 0) == (region == VAL)[None]).all()
+    assert not (train[:, :8, :8] >= 0).any() and not (val[:, :8, :8] >= 0).any()  # test pixels: never
 
 
 def test_last_date_is_held_out_for_testing(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import with_test_design
 
 from pipeline.errors import CheckpointError
 from pipeline.training import load_model, train_model
@@ -43,7 +44,7 @@ def make_dataset(n_times: int = 6, channels: int = 3, size: int = 32, seed: int 
     f = xr.Dataset({"features": (("time", "channel", "y", "x"), feats.astype(np.float16)),
                     "valid": (("time", "y", "x"), np.ones((n_times, size, size), bool))},
                    coords={**coords, "channel": np.arange(channels)}, attrs=attrs)
-    return f, xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs)
+    return f, with_test_design(xr.Dataset({"labels": (("time", "y", "x"), labels)}, coords=coords, attrs=attrs), CLASSES)
 
 
 def _payload() -> dict[str, object]:

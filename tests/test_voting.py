@@ -13,6 +13,7 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
+from conftest import with_test_design
 from skimage.measure import label
 from sklearn.decomposition import PCA
 
@@ -149,8 +150,8 @@ def test_vote_stage_writes_voted_map_and_polygons(tmp_path: Path) -> None:
     f = xr.Dataset({"features": (("time", "channel", "y", "x"), feats.astype(np.float16)),
                     "valid": (("time", "y", "x"), valid)}, coords={**coords, "channel": ["red", "nir08", "swir16"]},
                    attrs=UTM)
-    lab = xr.Dataset({"labels": (("time", "y", "x"), np.broadcast_to(np.array(IDS, np.uint8)[cls], (n, ny, nx)).copy())},
-                     coords=coords, attrs=UTM)
+    lab = with_test_design(xr.Dataset({"labels": (("time", "y", "x"), np.broadcast_to(np.array(IDS, np.uint8)[cls], (n, ny, nx)).copy())},
+                                      coords=coords, attrs=UTM), TABLE)
     model_dir = tmp_path / "models" / "unet"
     train_model(f, lab, model_dir, {"classes": TABLE, "model": "unet", "time_steps": 1, "patch": 8, "stride": 8,
                                     "epochs": 2, "val_fraction": 0.0, "buffer": 0, "device": "cpu", "unet_depth": 1,

@@ -13,7 +13,11 @@ centres in that CRS):
 ``features.zarr`` (stage ``pipeline.features``)
     ``features`` (time, channel, y, x) float16, ``valid`` (time, y, x) bool.
 ``labels.zarr`` (stage ``pipeline.labels``)
-    ``labels`` (time, y, x) uint8 class ids of the class table, 0 = unlabelled (ignored).
+    ``labels`` (time, y, x) uint8 class ids of the class table, 0 = unlabelled (ignored): the
+    training labels (label scarcity applied); ``reference`` (time, y, x) uint8, every label of
+    the source (evaluation); ``split`` (y, x) uint8 test design region, 0 train / 1 test /
+    2 buffer; ``fold`` (y, x) int8 cross-validation fold of the pixel's block (-1 = no label);
+    attrs ``design`` (:mod:`pipeline.split.design`).
 
 Completion manifest: every store written here ends with ``.pipeline-complete.json`` (number
 and bytes of its files), written last, before the store is renamed into place, and its root

@@ -260,8 +260,9 @@ def stack_on_cube_dates(
 def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> xr.Dataset:
     """The ``labels.zarr`` dataset of ``cube`` (a pipeline cube store, opened lazily).
 
-    Returns a Dataset with ``labels`` dims (time, y, x) uint8 (0 = unlabelled) on the cube's
-    ``time``/``y``/``x`` coordinates, attrs ``crs``/``transform`` copied from the cube plus
+    Returns a Dataset with ``labels`` dims (time, y, x) uint8 (0 = unlabelled; label scarcity
+    applied: what training may use) and ``reference`` (same dims, every label of the source: what
+    evaluation scores against) on the cube's ``time``/``y``/``x`` coordinates, attrs ``crs``/``transform`` copied from the cube plus
     ``classes`` (the class table), ``label_source``, ``label_format``,
     ``unmatched_label_dates``, ``labelled_dates`` (kept cube dates holding labels, ISO days),
     ``n_labelled_dates_before_scarcity`` and ``options``.
@@ -284,6 +285,7 @@ def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> 
         )
     labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days)
     n_before = int(np.count_nonzero(labels.reshape(labels.shape[0], -1).any(axis=1)))
+    reference = labels
     labels, kept = apply_scarcity(
         labels,
         date_fraction=options.date_fraction,
@@ -309,11 +311,10 @@ def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> 
         "n_labelled_dates_before_scarcity": n_before,
         "options": options.to_dict(),
     }
-    da = xr.DataArray(
-        labels,
-        dims=("time", "y", "x"),
-        coords={"time": cube["time"].values, "y": cube["y"].values, "x": cube["x"].values},
-        name="labels",
-        attrs={"long_name": "reference class id", "nodata": 0, "flag_meaning": "0 = unlabelled"},
-    )
-    return xr.Dataset({"labels": da}, attrs=attrs)
+    coords = {"time": cube["time"].values, "y": cube["y"].values, "x": cube["x"].values}
+    flags = {"nodata": 0, "flag_meaning": "0 = unlabelled"}
+    da = xr.DataArray(labels, dims=("time", "y", "x"), coords=coords, name="labels",
+                      attrs={"long_name": "training class id (label scarcity applied)", **flags})
+    ref = xr.DataArray(reference, dims=("time", "y", "x"), coords=coords, name="reference",
+                       attrs={"long_name": "reference class id (every label of the source)", **flags})
+    return xr.Dataset({"labels": da, "reference": ref}, attrs=attrs)

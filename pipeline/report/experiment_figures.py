@@ -24,7 +24,8 @@ MODEL_LABELS = {"rf": "RF", "svm": "SVM", "pixel_lstm": "LSTM (pixel)", "convlst
                 "semi_convlstm": "Semi-ConvLSTM"}
 
 
-def _png(fig: plt.Figure) -> bytes:
+def png_bytes(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes (and closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -59,7 +60,7 @@ def compare_png(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], ti
         ax.set_title(f"{title} - {aoi}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(frameon=False, fontsize=8, loc="lower left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def series_png(rows: Sequence[Mapping[str, Any]], *, metric: str, axis: str, title: str,
@@ -86,7 +87,7 @@ def series_png(rows: Sequence[Mapping[str, Any]], *, metric: str, axis: str, tit
         ax.set_title(f"{title} - {aoi}")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def experiment_png(experiment: Experiment, rows: Sequence[Mapping[str, Any]]) -> bytes:

@@ -63,9 +63,13 @@ class TrainOptions:
     dropout, noise_std (Gaussian input noise in units of each channel's std),
         temporal_jitter (probability that a step of the window is replaced by its predecessor):
         the stochastic perturbations of the two passes.
-    val_fraction: share of spatial blocks held out (0 = no validation, monitor train loss).
-    block_size: block side in pixels (null = patch). buffer: training pixels closer than this
-        to a validation block are not used (null = max(kernel // 2, patch // 8)).
+    val_fraction: share of the training blocks held out for validation (early stopping),
+        stratified by class so every class keeps most of its labelled pixels for training
+        (0 = no validation, monitor train loss). The test blocks of the AOI's test design
+        (labels.zarr ``split``) are never used, at any date.
+    block_size: validation block side in pixels (null = the test design's block size).
+        buffer: training pixels closer than this to a validation block are not used
+        (null = kernel // 2).
     patience: early-stopping patience in epochs; monitor: "val_loss" | "val_oa" | "val_f1".
     seed; device: "auto" | "cpu" | "cuda".
     label_fraction: share of labelled dates kept for training (rounded down, at least 1);
@@ -119,7 +123,7 @@ class TrainOptions:
     dropout: float = 0.3
     noise_std: float = 0.1
     temporal_jitter: float = 0.1
-    val_fraction: float = 0.2
+    val_fraction: float = 0.15
     block_size: int | None = None
     buffer: int | None = None
     patience: int = 10
@@ -147,12 +151,8 @@ class TrainOptions:
 
     # ---- derived values -------------------------------------------------------------
     @property
-    def effective_block(self) -> int:
-        return self.block_size if self.block_size is not None else self.patch
-
-    @property
     def effective_buffer(self) -> int:
-        return self.buffer if self.buffer is not None else max(self.kernel // 2, self.patch // 8)
+        return self.buffer if self.buffer is not None else self.kernel // 2
 
     @property
     def base_name(self) -> str:

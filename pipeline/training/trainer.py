@@ -3,7 +3,8 @@
 Output folder (``results/{aoi}/models/{model}``): torch models write ``model.pt`` (best
 weights + model args + classes), ``checkpoint.pt`` (last epoch, for resuming),
 ``metrics.csv`` and ``model_card.json``; rf/svm write ``model.joblib`` + ``model.json``,
-``metrics.csv`` and ``model_card.json``.
+``metrics.csv`` and ``model_card.json``; both write ``training_region.tif`` (which pixels were
+training, validation, test and buffer; the card holds the labelled pixel-dates per class of each).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.atomic import write_text_atomic
+from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
@@ -47,12 +48,11 @@ from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
 from pipeline.training.losses import balanced_alpha
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
 from pipeline.training.relearning import base_model_dir, relearning_features
+from pipeline.split.design import TRAIN, region_from_store
+from pipeline.split.validation import RUN_REGION_NAMES, VAL, region_class_counts, validation_region
 from pipeline.training.windows import (
-    TRAIN,
-    VAL,
-    SpatialSplit,
-    blocked_split,
     patch_windows,
+    plan_patches,
     pixel_windows,
     select_label_dates,
     window_ends,
@@ -61,6 +61,7 @@ from pipeline.training.windows import (
 log = logging.getLogger(__name__)
 
 CARD_NAME = "model_card.json"
+REGION_NAME = "training_region.tif"
 GPU_RESIDENT_BYTES = 8 * 2**30
 
 
@@ -80,25 +81,54 @@ class TrainResult:
     options_hash: str
 
 
-def split_labels(data: TrainingData, split: SpatialSplit, ends: np.ndarray, options: TrainOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Training labels (training region, kept dates) and validation labels (validation region,
-    all dates), both (T, H, W) int16, -1 = not used. Raises TrainingError without training labels."""
+def split_labels(data: TrainingData, region: np.ndarray, ends: np.ndarray,
+                 options: TrainOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Training labels (TRAIN pixels of the run ``region``, kept dates) and validation labels (VAL
+    pixels, all dates), both (T, H, W) int16, -1 = not used: test, buffer and validation pixels
+    never reach a training loss at any date. Raises TrainingError without training labels."""
     labelled_dates = np.nonzero((data.labels >= 0).any(axis=(1, 2)))[0]
     kept = select_label_dates(labelled_dates, fraction=options.label_fraction, mode=options.label_removal, seed=options.seed)
     if kept.size < labelled_dates.size:
         log.info("label_fraction %.2f (%s): training labels of %d of %d labelled dates kept",
                  options.label_fraction, options.label_removal, kept.size, labelled_dates.size)
     train = np.full_like(data.labels, -1)
-    in_train = split.region == TRAIN
+    in_train = region == TRAIN
     for t in kept:
         train[t] = np.where(in_train, data.labels[t], -1)
-    val = np.where((split.region == VAL)[None], data.labels, -1).astype(np.int16)
+    val = np.where((region == VAL)[None], data.labels, -1).astype(np.int16)
     if not (train[ends] >= 0).any():
         raise TrainingError(
-            f"no labelled pixel in the training split at any window end date (dates {int(ends[0])}..{int(ends[-1])} "
-            f"of {len(data.times)}); add labels there, lower 'time_steps' or 'val_fraction', or change 'seed'"
+            f"no labelled pixel in the training region at any window end date (dates {int(ends[0])}..{int(ends[-1])} "
+            f"of {len(data.times)}); add labels there, lower 'time_steps' or 'val_fraction', or lower "
+            f"evaluation.test_share / evaluation.buffer"
         )
     return train, val
+
+
+def run_region(data: TrainingData, design: np.ndarray, ends: np.ndarray, options: TrainOptions,
+               block: int) -> tuple[np.ndarray, dict[str, dict[str, int]]]:
+    """The run region (H, W) uint8: the test design ``design`` (TRAIN / TEST / BUFFER) with this
+    run's validation blocks (VAL) drawn among its training pixels, and the labelled pixel-dates at
+    the window ends per class and region. Raises TrainingError naming a class that has labels
+    but no training pixel."""
+    labels = data.labels[ends]
+    region = validation_region(design, labels, block=options.block_size or block, share=options.val_fraction,
+                               buffer=options.effective_buffer, seed=options.seed)
+    names = [c.name for c in data.classes]
+    counts = region_class_counts(labels, region, names)
+    log.info("labelled pixel-dates per class (train / validation / test / buffer): %s",
+             {n: tuple(v.values()) for n, v in counts.items()})
+    starved = [n for n, v in counts.items() if sum(v.values()) > 0 and v["train"] == 0]
+    if starved:
+        raise TrainingError(
+            f"class(es) {starved} have labels but no training pixel once the test blocks, their buffer and the "
+            f"validation blocks are held out ({ {n: counts[n] for n in starved} }); lower evaluation.test_share or "
+            f"evaluation.block_size, change evaluation.seed, lower train.val_fraction, or label more of those classes"
+        )
+    absent = [n for n, v in counts.items() if sum(v.values()) == 0]
+    if absent:
+        log.warning("class(es) %s have no label at any window end date: the model cannot learn them", absent)
+    return region, counts
 
 
 def _rows_in(rows: np.ndarray, subset: np.ndarray) -> np.ndarray:
@@ -110,8 +140,23 @@ def _rows_in(rows: np.ndarray, subset: np.ndarray) -> np.ndarray:
     return np.isin(np.ascontiguousarray(rows).view(view).ravel(), np.ascontiguousarray(subset).view(view).ravel())
 
 
-def data_digest(data: TrainingData) -> str:
-    """sha256 of the training arrays (features, usable mask, labels) and dates.
+def write_region(path: Path, region: np.ndarray, data: TrainingData) -> None:
+    """The run region as a GeoTIFF on the data grid (uint8: 0 train, 1 test, 2 buffer, 3 validation;
+    band description and tags name the codes), written atomically: which pixels' labels each
+    loss could use, to check in a GIS."""
+    import rasterio
+    from affine import Affine
+
+    profile = {"driver": "GTiff", "width": region.shape[1], "height": region.shape[0], "count": 1,
+               "dtype": "uint8", "crs": data.crs, "transform": Affine(*data.transform[:6]), "compress": "deflate"}
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(region.astype(np.uint8), 1)
+        dst.set_band_description(1, "training region")
+        dst.update_tags(1, **{f"code_{code}": name for code, name in RUN_REGION_NAMES.items()})
+
+
+def data_digest(data: TrainingData, region: np.ndarray | None = None) -> str:
+    """sha256 of the training arrays (features, usable mask, labels), dates and run region.
 
     Stored in checkpoints so that a rerun after the features or labels changed (same shapes,
     other values) trains from scratch instead of resuming - or reusing - the old model.
@@ -121,6 +166,8 @@ def data_digest(data: TrainingData) -> str:
         h.update(f"{arr.dtype}{arr.shape};".encode())
         for t in range(arr.shape[0]):  # per date: bounded temporaries
             h.update(np.ascontiguousarray(arr[t]).view(np.uint8))
+    if region is not None:
+        h.update(np.ascontiguousarray(region, dtype=np.uint8).tobytes())
     return h.hexdigest()
 
 
@@ -143,7 +190,7 @@ def train_model(
     features: xr.Dataset, labels: xr.Dataset, out_dir: str | os.PathLike[str],
     options: TrainOptions | Mapping[str, Any] | str, *, threads: int | None = None,
     sources: Mapping[str, str] | None = None, stop_after_epochs: int | None = None,
-    base_model: str | os.PathLike[str] | None = None,
+    base_model: str | os.PathLike[str] | None = None, fold: int | None = None,
 ) -> TrainResult:
     """Train ``options.model`` on ``features`` (features.zarr layout: ``features`` (time,
     channel, y, x) float16, NaN where missing) and ``labels`` (labels.zarr layout: ``labels``
@@ -154,7 +201,9 @@ def train_model(
     scikit-learn); ``stop_after_epochs``: stop after that many new epochs (interruption test).
     ``base_model``: first-stage model folder of a relearning model (default: the sibling
     folder ``options.base_name``); the features are then extended with its class
-    probabilities (:mod:`pipeline.training.relearning`).
+    probabilities (:mod:`pipeline.training.relearning`). ``fold``: train for spatial
+    cross-validation fold ``fold`` of the labels' test design (its blocks are the test set)
+    instead of the design's test blocks.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1, :mod:`pipeline.training.distributed`) the torch
     models train data-parallel (DDP, gloo on CPU, nccl on ``cuda:LOCAL_RANK``); ``threads`` is
@@ -169,19 +218,20 @@ def train_model(
             log.info("%s is trained by rank 0 alone; rank %d has nothing to do", opts.model, world.rank)
             return TrainResult(out, out / "model.joblib", 0, {}, 0, False, False, opts.digest())
         return _train_model(features, labels, out, opts, device=torch.device("cpu"), threads=threads, sources=sources,
-                            stop_after_epochs=stop_after_epochs, base_model=base_model, world=SINGLE)
+                            stop_after_epochs=stop_after_epochs, base_model=base_model, world=SINGLE, fold=fold)
     pixel = opts.model == "pixel_lstm"
     check_batch_size(opts.pixel_batch_size if pixel else opts.batch_size, world,
                      option="pixel_batch_size" if pixel else "batch_size")
     with process_group(resolve_device(opts.device), world) as (world, device):
         return _train_model(features, labels, out, opts, device=device, threads=threads_per_process(threads, world),
-                            sources=sources, stop_after_epochs=stop_after_epochs, base_model=base_model, world=world)
+                            sources=sources, stop_after_epochs=stop_after_epochs, base_model=base_model, world=world,
+                            fold=fold)
 
 
 def _train_model(
     features: xr.Dataset, labels: xr.Dataset, out: Path, opts: TrainOptions, *, device: torch.device,
     threads: int | None, sources: Mapping[str, str] | None, stop_after_epochs: int | None,
-    base_model: str | os.PathLike[str] | None, world: World,
+    base_model: str | os.PathLike[str] | None, world: World, fold: int | None = None,
 ) -> TrainResult:
     """:func:`train_model` on ``device`` (this rank's under DDP, ``world``)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -205,14 +255,18 @@ def _train_model(
             f"dates (widen the AOI dates, raise catalog.max_cloud_cover, lower cube.min_valid_fraction)"
         )
     ends = window_ends(n_t - 1 if opts.holdout_last_date else n_t, opts.time_steps)
-    split = blocked_split(height, width, patch=opts.patch, stride=opts.stride, block=opts.effective_block,
-                          val_fraction=opts.val_fraction, buffer=opts.effective_buffer, seed=opts.seed)
-    train_labels, val_labels = split_labels(data, split, ends, opts)
+    design, record = region_from_store(labels, fold=fold)
+    region, counts = run_region(data, design, ends, opts, block=int(record["block_size"]))
+    split = plan_patches(region, patch=opts.patch, stride=opts.stride)
+    train_labels, val_labels = split_labels(data, region, ends, opts)
+    design_facts = {"design": {k: v for k, v in record.items() if k != "class_pixels"}, "split_counts": counts}
+    if world.is_main:
+        write_region(out / REGION_NAME, region, data)
     mean, std = channel_statistics(data.features, data.usable)
     k = len(opts.classes)
     meta: dict[str, Any] = {"model_name": opts.model, "classes": [dataclasses.asdict(c) for c in opts.classes],
                             "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width],
-                            "data_digest": data_digest(data), **relearn}
+                            "data_digest": data_digest(data, region), **relearn}
 
     if opts.model in SKLEARN_MODELS:
         m = fit_baseline(data.features, train_labels, val_labels, ends, options=opts, mean=mean, std=std, out_dir=out,
@@ -220,7 +274,8 @@ def _train_model(
         row = {c: float("nan") for c in METRIC_COLUMNS} | {"epoch": 1, "val_oa": m["val_oa"], "val_f1": m["val_f1"],
                                                             "seconds": m["seconds"]}
         _write_metrics(out, [row])
-        card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn}, sources, device)
+        card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn,
+                                  **design_facts}, sources, device)
         write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
         return TrainResult(out, out / "model.joblib", 1, m, 1, False, True, opts.digest())
 
@@ -260,7 +315,8 @@ def _train_model(
               stop_after_epochs=stop_after_epochs, world=world)
     if res.completed and world.is_main:
         card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
-                                  "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn}, sources, device)
+                                  "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn,
+                                  **design_facts}, sources, device)
         write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))
     return TrainResult(out, out / "model.pt", res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
                        res.completed, opts.digest())

@@ -1,14 +1,10 @@
-"""Sliding temporal windows, training patches and the spatially blocked train/validation split.
+"""Sliding temporal windows and the training / validation patches of a run region.
 
 A window ``T_k = (X_k .. X_{k+t-1})`` is identified by its END index ``e = k + t - 1`` (the
 labelled date it predicts). A patch is identified by its top-left pixel ``(y0, x0)``.
 
-Spatial split: the grid is cut into square blocks of ``block`` pixels; a seeded random share
-of the blocks is held out for validation. Training pixels closer than ``buffer`` pixels
-(Chebyshev distance) to a validation block form a buffer that nobody uses. A patch is a
-training patch only if all its pixels are training pixels, a validation patch only if all are
-validation pixels: no patch straddles the two, and training patches stay ``buffer`` pixels
-away from validation ones.
+The run region (:mod:`pipeline.split`: the AOI's test design plus the run's validation blocks)
+says which pixels' labels each loss may use; patches themselves may cross region borders.
 """
 
 from __future__ import annotations
@@ -18,13 +14,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from pipeline.errors import TrainingError
+from pipeline.split.validation import VAL
 
 log = logging.getLogger(__name__)
 
-TRAIN, VAL, BUFFER = 0, 1, 2
 
 
 def window_ends(n_times: int, time_steps: int) -> np.ndarray:
@@ -78,11 +73,14 @@ def select_label_dates(
 
 @dataclass(frozen=True)
 class SpatialSplit:
-    """Result of :func:`blocked_split`.
+    """Result of :func:`plan_patches`.
 
-    ``region``: (H, W) int8, TRAIN / VAL / BUFFER; ``train_origins``/``val_origins``: (M, 2)
-    int64 patch corners; ``val_owned``: (M_val, ph, pw) bool, the pixels each validation patch
-    scores (every validation pixel is scored by exactly one patch); ``patch``: (ph, pw).
+    ``region``: (H, W) uint8 run region (TRAIN / TEST / BUFFER / VAL, :mod:`pipeline.split`);
+    ``train_origins``: (M, 2) int64 corners of every training patch candidate (windows are then
+    kept where they hold a training label, or data for the semi-supervised model);
+    ``val_origins``: (M_val, 2) corners of the non-overlapping patches holding validation pixels;
+    ``val_owned``: (M_val, ph, pw) bool, the pixels each validation patch scores (every
+    validation pixel is scored by exactly one patch); ``patch``: (ph, pw).
     """
 
     region: np.ndarray
@@ -100,71 +98,29 @@ def _window_sums(mask: np.ndarray, origins: np.ndarray, patch: tuple[int, int]) 
     return ii[..., y1, x1] - ii[..., y0, x1] - ii[..., y1, x0] + ii[..., y0, x0]
 
 
-def blocked_split(
-    height: int, width: int, *, patch: int, stride: int, block: int, val_fraction: float,
-    buffer: int, seed: int,
-) -> SpatialSplit:
-    """Spatially blocked split of an ``height`` x ``width`` grid (see module doc).
+def plan_patches(region: np.ndarray, *, patch: int, stride: int) -> SpatialSplit:
+    """Training and validation patches over a run ``region`` (H, W) (see :class:`SpatialSplit`).
 
-    ``patch`` larger than the grid is clamped to it. Raises TrainingError when no training or
-    (with ``val_fraction > 0``) no validation patch fits.
+    Training patches cover the whole grid every ``stride`` pixels (the last ones flush): the
+    labels of pixels outside the training region are masked out of the loss, so a patch that
+    overlaps a validation, buffer or test block is kept for its training pixels. Validation
+    patches tile the grid without overlap and are kept where they hold a validation pixel.
+    ``patch`` larger than the grid is clamped to it.
     """
+    height, width = region.shape
     ph, pw = min(patch, height), min(patch, width)
     if (ph, pw) != (patch, patch):
         log.warning("patch %d px clamped to the %dx%d grid", patch, height, width)
-    nby, nbx = math.ceil(height / block), math.ceil(width / block)
-    n_blocks = nby * nbx
-    region = np.full((height, width), TRAIN, dtype=np.int8)
-    if val_fraction > 0:
-        if n_blocks < 2:
-            raise TrainingError(
-                f"the {height}x{width} px grid holds a single {block} px block, so no spatial "
-                f"validation split is possible; lower 'block_size'/'patch' or set 'val_fraction' 0"
-            )
-        n_val = min(max(1, round(val_fraction * n_blocks)), n_blocks - 1)
-        val_ids = np.random.default_rng(seed).choice(n_blocks, size=n_val, replace=False)
-        block_id = (np.arange(height)[:, None] // block) * nbx + np.arange(width)[None, :] // block
-        val = np.isin(block_id, val_ids)
-        if buffer > 0:
-            near = ndimage.maximum_filter(val, size=2 * buffer + 1, mode="constant", cval=False)
-            region[near] = BUFFER
-        region[val] = VAL
-
-    cands: set[tuple[int, int]] = {tuple(o) for o in patch_origins(height, width, patch=(ph, pw), stride=stride)}
-    tiles: set[tuple[int, int]] = {tuple(o) for o in patch_origins(height, width, patch=(ph, pw), stride=min(ph, pw))}
-    for by in range(nby):
-        for bx in range(nbx):
-            y0, x0 = by * block, bx * block
-            y1, x1 = min(y0 + block, height), min(x0 + block, width)
-            ys, xs = axis_origins(height, ph, stride, y0, y1), axis_origins(width, pw, stride, x0, x1)
-            cands.update((y, x) for y in ys for x in xs)
-            ys, xs = axis_origins(height, ph, ph, y0, y1), axis_origins(width, pw, pw, x0, x1)
-            tiles.update((y, x) for y in ys for x in xs)
-    area = ph * pw
-    train_c = np.array(sorted(cands), dtype=np.int64).reshape(-1, 2)
-    train_origins = train_c[_window_sums(region == TRAIN, train_c, (ph, pw)) == area]
-    val_c = np.array(sorted(tiles), dtype=np.int64).reshape(-1, 2)
-    val_origins = val_c[_window_sums(region == VAL, val_c, (ph, pw)) == area] if val_fraction > 0 else val_c[:0]
-
-    if train_origins.size == 0:
-        raise TrainingError(
-            f"no {ph}x{pw} px training patch fits the training blocks of the {height}x{width} grid; "
-            f"lower 'patch', 'buffer' or 'val_fraction', or raise 'block_size'"
-        )
-    if val_fraction > 0 and val_origins.size == 0:
-        raise TrainingError(
-            f"no {ph}x{pw} px validation patch fits inside a validation block; make 'block_size' "
-            f">= 'patch' or set 'val_fraction' 0"
-        )
+    train_origins = patch_origins(height, width, patch=(ph, pw), stride=stride)
+    tiles = patch_origins(height, width, patch=(ph, pw), stride=min(ph, pw))
+    val_origins = tiles[_window_sums(region == VAL, tiles, (ph, pw)) > 0]
     covered = np.zeros((height, width), dtype=bool)
     owned = np.zeros((len(val_origins), ph, pw), dtype=bool)
     for k, (y, x) in enumerate(val_origins):
         owned[k] = ~covered[y : y + ph, x : x + pw]
         covered[y : y + ph, x : x + pw] = True
-    log.info(
-        "spatial split: %d training and %d validation patches of %dx%d px (%d buffer px)",
-        len(train_origins), len(val_origins), ph, pw, int((region == BUFFER).sum()),
-    )
+    log.info("%d training patch positions and %d validation patches of %dx%d px", len(train_origins),
+             len(val_origins), ph, pw)
     return SpatialSplit(region, train_origins, val_origins, owned, (ph, pw))
 
 

@@ -47,6 +47,18 @@ def labels_input(wildcards):
     return {"source": str(source)}
 
 
+def design_json():
+    """The test design of the labels stage: the evaluation split keys, the receptive field of the
+    model `maps` builds (the buffer when evaluation.buffer is null) and the patch (default block size)."""
+    from pipeline.split.design import auto_buffer
+
+    ev = config["evaluation"]
+    field = auto_buffer(configured_model(), config["train"]) if ev["buffer"] is None else 0
+    return json.dumps({"design": ev["design"], "block_size": ev["block_size"], "test_share": ev["test_share"],
+                       "buffer": ev["buffer"], "receptive_field": field, "folds": ev["folds"], "seed": ev["seed"],
+                       "patch": config["train"]["patch"]})
+
+
 def train_json(wildcards):
     """The train section for the model of this job, with the class table."""
     return model_train_json(wildcards.model)
@@ -105,7 +117,9 @@ EXPERIMENT_SETTINGS = {  # experiment -> (config key of the values, config key o
     "label_fraction": ("label_fractions", "label_fraction_models"),
     "time_length": ("time_lengths", "time_length_models"),
     "cloud_cover": ("cloud_covers", "cloud_cover_models"),
+    "cv": ("folds", "models"),  # spatial k-fold CV: values are the folds 0..evaluation.folds-1
 }
+PAPER_EXPERIMENTS = ("compare", "label_fraction", "time_length", "cloud_cover")  # the `experiments` target
 EXPERIMENT_TRAIN_OPTION = {"label_fraction": "label_fraction", "time_length": "time_steps"}
 if "experiments" in AOIS:
     raise ValueError("an AOI may not be named 'experiments' (results/experiments/ holds the experiment tables)")
@@ -148,6 +162,8 @@ def is_main_run(experiment, value):
     """True when the run equals the main training of the train section (its outputs are reused)."""
     if experiment == "compare":
         return True
+    if experiment == "cv":
+        return False
     if experiment == "cloud_cover":
         return float(value) >= 100
     return float(value) == float(config["train"][EXPERIMENT_TRAIN_OPTION[experiment]])
@@ -164,7 +180,10 @@ def experiment_runs(experiment):
     """Every run of an experiment, in table order (AOI, model, value as configured)."""
     values_key, models_key = EXPERIMENT_SETTINGS[experiment]
     section = config["experiments"]
-    values = [None] if values_key is None else section[values_key]
+    if experiment == "cv":
+        values = list(range(config["evaluation"]["folds"]))
+    else:
+        values = [None] if values_key is None else section[values_key]
     runs = []
     for aoi in AOIS:
         for model in section[models_key]:
@@ -207,6 +226,11 @@ def experiment_train_json(wildcards):
     elif option is not None:
         overrides = {option: float(wildcards.value)}
     return model_train_json(wildcards.model, overrides)
+
+
+def experiment_fold_arg(wildcards):
+    """`--fold K` for a cross-validation run (the train and evaluate stages), else nothing."""
+    return f"--fold {int(float(wildcards.value))}" if wildcards.experiment == "cv" else ""
 
 
 def cloud_subset_json(wildcards):

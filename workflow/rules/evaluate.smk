@@ -1,4 +1,5 @@
-# Accuracy of a map against the reference labels of its date: accuracy.json and report.html.
+# Accuracy of a map against the reference labels of its date, on the test blocks of the AOI's test
+# design (labels.zarr): accuracy.json and report.html.
 
 
 rule evaluate_map:
@@ -16,7 +17,6 @@ rule evaluate_map:
             subcategory="{aoi}",
         ),
     params:
-        labels=section_json("labels"),
         classes=section_json("classes"),
         options=section_json("evaluation"),
         model=subpath(input.card, parent=True),
@@ -29,6 +29,6 @@ rule evaluate_map:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {params.labels:q}"
+        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
         " --out {params.folder} > {log} 2>&1"

@@ -1,5 +1,7 @@
 # The paper's experiments as targets: compare (Table 1), label_fraction (Fig. 10), time_length
-# (Fig. 9), cloud_cover (Fig. 11); `experiments` = all four and the comparison report.
+# (Fig. 9), cloud_cover (Fig. 11); `experiments` = all four and the comparison report. `cv`:
+# spatial k-fold cross-validation of experiments.models (evaluation.folds folds of blocks; run K
+# holds out fold K of the labels' test design), summarised as mean and standard deviation.
 # A run of an experiment is the usual train -> predict -> evaluate chain with one parameter taken
 # from the path, under results/{aoi}/experiments/{experiment}/{value}/; runs equal to the main
 # training reuse results/{aoi}/models|maps|reports (see common.smk). The cloud-cover runs train on
@@ -40,8 +42,9 @@ rule train_experiment_model:
     params:
         options=experiment_train_json,
         folder=subpath(output.card, parent=True),
+        fold=experiment_fold_arg,
     wildcard_constraints:
-        experiment="label_fraction|time_length|cloud_cover",
+        experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
     log:
         "logs/train_experiment_model/{aoi}/{experiment}/{value}/{model}.log",
@@ -55,7 +58,7 @@ rule train_experiment_model:
         "../../envs/train.yaml"
     shell:
         "python -m pipeline.train --features {input.features} --labels {input.labels}"
-        " --out {params.folder} --options {params.options:q} --threads {threads} > {log} 2>&1"
+        " --out {params.folder} --options {params.options:q} --threads {threads} {params.fold} > {log} 2>&1"
 
 
 rule predict_experiment_map:
@@ -74,7 +77,7 @@ rule predict_experiment_map:
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),
     wildcard_constraints:
-        experiment="label_fraction|time_length|cloud_cover",
+        experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
     log:
         "logs/predict_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
@@ -102,13 +105,13 @@ rule evaluate_experiment_map:
         accuracy="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/accuracy.json",
         report="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/report.html",
     params:
-        labels=section_json("labels"),
         classes=section_json("classes"),
         options=experiment_evaluation_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.accuracy, parent=True),
+        fold=experiment_fold_arg,
     wildcard_constraints:
-        experiment="label_fraction|time_length|cloud_cover",
+        experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
     log:
         "logs/evaluate_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
@@ -118,9 +121,9 @@ rule evaluate_experiment_map:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {params.labels:q}"
+        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
-        " --out {params.folder} > {log} 2>&1"
+        " --out {params.folder} {params.fold} > {log} 2>&1"
 
 
 rule aggregate_experiment:
@@ -143,7 +146,7 @@ rule aggregate_experiment:
     params:
         runs=experiment_runs_json,
     wildcard_constraints:
-        experiment="compare|label_fraction|time_length|cloud_cover",
+        experiment="compare|label_fraction|time_length|cloud_cover|cv",
     log:
         "logs/aggregate_experiment/{experiment}.log",
     threads: 1
@@ -199,7 +202,12 @@ rule cloud_cover:
         experiment_tables("cloud_cover"),
 
 
+rule cv:
+    input:
+        experiment_tables("cv"),
+
+
 rule experiments:
     input:
-        [experiment_tables(e) for e in EXPERIMENT_SETTINGS],
+        [experiment_tables(e) for e in PAPER_EXPERIMENTS],
         "results/experiments/report.html",

@@ -1,4 +1,5 @@
-# Reference labels rasterized onto the cube grid (labels.zarr, 0 = unlabelled).
+# Reference labels rasterized onto the cube grid (labels.zarr, 0 = unlabelled), with the test design
+# (spatial test blocks, buffer, cross-validation folds) that every model of the AOI shares.
 
 
 rule build_labels:
@@ -10,6 +11,7 @@ rule build_labels:
     params:
         labels=section_json("labels"),
         classes=section_json("classes"),
+        design=design_json(),
     log:
         "logs/build_labels/{aoi}.log",
     threads: 1
@@ -19,4 +21,4 @@ rule build_labels:
         "../../envs/train.yaml"
     shell:
         "python -m pipeline.labels --cube {input.cube} --out {output.labels}"
-        " --classes {params.classes:q} --options {params.labels:q} > {log} 2>&1"
+        " --classes {params.classes:q} --options {params.labels:q} --design {params.design:q} > {log} 2>&1"

@@ -43,7 +43,6 @@ rule evaluate_voted_map:
             subcategory="{aoi} (voted)",
         ),
     params:
-        labels=section_json("labels"),
         classes=section_json("classes"),
         options=section_json("evaluation"),
         model=subpath(input.card, parent=True),
@@ -56,6 +55,6 @@ rule evaluate_voted_map:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {params.labels:q}"
+        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
         " --out {params.folder} > {log} 2>&1"

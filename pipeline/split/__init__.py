@@ -1,0 +1,1 @@
+"""Spatial test designs: blocks, stratified test / validation / cross-validation draws, buffers."""
