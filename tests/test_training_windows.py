@@ -1,4 +1,4 @@
-"""Sliding windows, patch origins, the spatially blocked split and batch gathering."""
+"""Sliding windows, patch origins, training / validation patches of a run region and batch gathering."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import torch
 
 from pipeline.errors import TrainingError
 from pipeline.training.batches import WindowSource
+from pipeline.split.design import TEST, TRAIN
+from pipeline.split.validation import VAL
 from pipeline.training.windows import (
-    BUFFER,
-    TRAIN,
-    VAL,
     axis_origins,
-    blocked_split,
     patch_origins,
     patch_windows,
     pixel_windows,
+    plan_patches,
     select_label_dates,
     window_ends,
 )
@@ -42,52 +41,30 @@ def test_patch_origins_cover_the_grid() -> None:
     assert len(o) == 4 * 3
 
 
-def _chebyshev_gap(a: np.ndarray, b: np.ndarray) -> int:
-    ya, xa = np.nonzero(a)
-    yb, xb = np.nonzero(b)
-    d = np.maximum(np.abs(ya[:, None] - yb[None, :]), np.abs(xa[:, None] - xb[None, :]))
-    return int(d.min())
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_blocked_split_has_no_overlap_and_keeps_the_buffer(seed: int) -> None:
-    h, w, patch, buffer = 48, 40, 8, 3
-    s = blocked_split(h, w, patch=patch, stride=4, block=16, val_fraction=0.3, buffer=buffer, seed=seed)
-    assert s.patch == (8, 8)
-    train_fp = np.zeros((h, w), bool)
-    val_fp = np.zeros((h, w), bool)
+def test_patches_cover_the_grid_and_score_each_validation_pixel_once(seed: int) -> None:
+    """Training patches cover the whole grid (held-out pixels are masked, not avoided); the
+    validation patches tile the grid where validation pixels are and score each exactly once."""
+    h, w = 48, 40
+    rng = np.random.default_rng(seed)
+    region = np.full((h, w), TRAIN, np.uint8)
+    for _ in range(3):
+        y, x = rng.integers(0, h - 10), rng.integers(0, w - 10)
+        region[y : y + 10, x : x + 10] = VAL
+    region[:5, :5] = TEST
+    s = plan_patches(region, patch=8, stride=4)
+    assert s.patch == (8, 8) and np.array_equal(s.region, region)
+    covered = np.zeros((h, w), bool)
     for y, x in s.train_origins:
-        assert (s.region[y : y + 8, x : x + 8] == TRAIN).all()
-        train_fp[y : y + 8, x : x + 8] = True
-    for y, x in s.val_origins:
-        assert (s.region[y : y + 8, x : x + 8] == VAL).all()
-        val_fp[y : y + 8, x : x + 8] = True
-    assert not (train_fp & val_fp).any()
-    assert _chebyshev_gap(train_fp, s.region == VAL) > buffer
-    # The buffer is exactly the training-block pixels within `buffer` px of a validation block.
-    buf = s.region == BUFFER
-    assert buf.any() and _chebyshev_gap(buf, s.region == VAL) == 1
-    # Validation blocks are whole 16 px blocks; 3 of the 3 x 3 = 9 blocks (30 % rounded).
-    val_blocks = {(y // 16, x // 16) for y, x in zip(*np.nonzero(s.region == VAL), strict=True)}
-    assert len(val_blocks) == 3
-    # Each validation pixel covered by a validation patch is scored exactly once.
+        covered[y : y + 8, x : x + 8] = True
+    assert covered.all() and len(s.train_origins) == len(patch_origins(h, w, patch=(8, 8), stride=4))
     count = np.zeros((h, w), int)
     for (y, x), own in zip(s.val_origins, s.val_owned, strict=True):
+        assert (region[y : y + 8, x : x + 8] == VAL).any()
         count[y : y + 8, x : x + 8] += own
-    assert (count[val_fp] == 1).all() and (count[~val_fp] == 0).all()
-    again = blocked_split(h, w, patch=patch, stride=4, block=16, val_fraction=0.3, buffer=buffer, seed=seed)
-    assert np.array_equal(again.region, s.region) and np.array_equal(again.train_origins, s.train_origins)
-
-
-def test_blocked_split_without_validation_and_errors() -> None:
-    s = blocked_split(20, 20, patch=8, stride=4, block=8, val_fraction=0.0, buffer=2, seed=0)
-    assert (s.region == TRAIN).all() and len(s.val_origins) == 0 and len(s.train_origins) == 16
-    with pytest.raises(TrainingError, match="single"):
-        blocked_split(16, 16, patch=8, stride=4, block=32, val_fraction=0.2, buffer=0, seed=0)
-    with pytest.raises(TrainingError, match="validation patch"):
-        blocked_split(32, 32, patch=16, stride=8, block=8, val_fraction=0.1, buffer=0, seed=0)
-    clamped = blocked_split(6, 30, patch=8, stride=4, block=10, val_fraction=0.3, buffer=0, seed=0)
-    assert clamped.patch == (6, 8)
+    assert (count[region == VAL] == 1).all() and count.max() == 1
+    clamped = plan_patches(np.zeros((6, 30), np.uint8), patch=8, stride=4)
+    assert clamped.patch == (6, 8) and len(clamped.val_origins) == 0
 
 
 def test_patch_and_pixel_windows_match_brute_force() -> None:
