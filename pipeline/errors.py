@@ -33,6 +33,11 @@ class CatalogServerError(StacError):
     """A local STAC API server could not be started on loopback."""
 
 
+class IndexingError(StacError):
+    """A folder of rasters cannot be indexed into a local catalog (unmatched or duplicate files,
+    files without georeferencing, bad options)."""
+
+
 class AssetReadError(PipelineError):
     """A raster asset could not be read (missing, truncated, corrupt, no range requests)."""
 
