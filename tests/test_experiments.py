@@ -410,3 +410,53 @@ def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
     out = snakemake(tmp_path, "experiments", "-n", "--configfile", str(changed))
     assert job_counts(out) == {"report_experiments": 1, "experiments": 1}
+
+
+def test_cross_validation_summary_is_the_mean_and_std_over_folds(tmp_path: Path) -> None:
+    """cv.csv/.json: one row per model with the mean and sample std (numpy, ddof 1) of the folds'
+    metrics, per-class F1 over the folds where the class has support; cv.png is a PNG."""
+    folds = {"rf": [(0.70, 0.40, 0.68), (0.80, 0.55, 0.79), (0.75, 0.50, 0.74)],
+             "semi_convlstm": [(0.90, 0.80, 0.89), (0.85, 0.70, 0.84), (0.95, 0.90, 0.94)]}
+    runs = []
+    for model, values in folds.items():
+        for k, (oa, kappa, f1) in enumerate(values):
+            support = (60, 30, 0 if k == 0 else 10)  # water absent from fold 0
+            acc, card = write_run(tmp_path / "runs", f"{model}-{k}", accuracy_doc(oa, kappa, f1, (f1, f1, 0.5 + k / 10),
+                                                                                   support))
+            runs.append({"aoi": "demo", "model": model, "value": k, "accuracy": acc, "card": card})
+    out = tmp_path / "experiments"
+    assert experiments.main(["--experiment", "cv", "--runs", json.dumps(runs), "--csv", str(out / "cv.csv"),
+                             "--json", str(out / "cv.json"), "--png", str(out / "cv.png")]) == 0
+    doc = json.loads((out / "cv.json").read_text())
+    assert len(doc["rows"]) == 6 and [r["label"] for r in doc["rows"][:3]] == ["fold 0", "fold 1", "fold 2"]
+    summary = {r["model"]: r for r in doc["summary"]}
+    for model, values in folds.items():
+        arr = np.array(values)
+        for j, metric in enumerate(("overall_accuracy", "kappa", "f1_weighted")):
+            assert summary[model][f"{metric}_mean"] == pytest.approx(arr[:, j].mean())
+            assert summary[model][f"{metric}_std"] == pytest.approx(arr[:, j].std(ddof=1))
+        water = summary[model]["per_class"]["water"]
+        assert water["folds"] == 2 and water["support"] == 20
+        assert water["f1_mean"] == pytest.approx(np.mean([0.6, 0.7])) and water["f1_std"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    rows = list(csv.DictReader((out / "cv.csv").open()))
+    assert [r["model"] for r in rows] == ["rf", "semi_convlstm"] and rows[0]["folds"] == "3"
+    assert float(rows[1]["overall_accuracy_mean"]) == pytest.approx(0.9)
+    assert (out / "cv.png").read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.workflow
+def test_cv_target_trains_every_model_once_per_fold(tmp_path: Path) -> None:
+    config = tiny_config()
+    config["evaluation"] = {"folds": 3}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    listing = snakemake(tmp_path, "cv", "-n", "-p")
+    counts = job_counts(listing)
+    assert counts["train_experiment_model"] == 6 and counts["evaluate_experiment_map"] == 6
+    assert counts["aggregate_experiment"] == 1 and "train_model" not in counts
+    for k in range(3):
+        assert f"--out results/mini/experiments/cv/{k}/models/rf --options" in listing
+        assert f"--fold {k}" in listing
+    labels = [line for line in listing.splitlines() if "-m pipeline.labels " in line]
+    design = json.loads(labels[0].split("--design '")[1].split("'")[0])
+    assert design["folds"] == 3 and design["design"] == "spatial_blocks"
+    assert design["receptive_field"] == 5  # semi_convlstm, kernel 3, t = 4: (3 // 2) * (4 + 1)
