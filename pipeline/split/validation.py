@@ -16,7 +16,8 @@ from pipeline.split.blocks import block_class_counts, block_index, draw_blocks, 
 from pipeline.split.design import BUFFER, REGION_NAMES, TEST, TRAIN
 
 VAL = 3  # validation pixels of a training run (never a value of the stored design)
-RUN_REGION_NAMES = {**REGION_NAMES, VAL: "validation"}
+RUN_REGION_NAMES = {TRAIN: REGION_NAMES[TRAIN], VAL: "validation", TEST: REGION_NAMES[TEST],
+                    BUFFER: REGION_NAMES[BUFFER]}  # in the order the logs and cards list them
 
 
 def validation_region(region: np.ndarray, labels: np.ndarray, *, block: int, share: float, buffer: int,
