@@ -7,8 +7,10 @@ centres in that CRS):
 ``cube.zarr`` (stage ``pipeline.cube``)
     ``reflectance`` (time, band, y, x) float32, unitless surface reflectance (scale/offset
     applied), NaN where the asset had nodata; cloudy pixels keep their values.
-    ``qa`` (time, y, x) uint16, the raw quality asset (0 where missing).
-    ``valid`` (time, y, x) bool, True for a clear observation per the QA decoding.
+    ``qa`` (time, y, x) uint16, the raw quality asset (0 where missing); absent when the
+    catalog has no quality band (``sensor.qa: null``, attrs ``qa_decoding`` null).
+    ``valid`` (time, y, x) bool, True for a clear observation per the QA decoding (without a
+    quality band: every band holds data, i.e. is not its nodata).
     ``valid_fraction`` (time,) float32, share of valid pixels per date.
 ``features.zarr`` (stage ``pipeline.features``)
     ``features`` (time, channel, y, x) float16, ``valid`` (time, y, x) bool.
