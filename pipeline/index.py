@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from pipeline.cli import base_parser, run_stage
-from pipeline.errors import IndexingError
+from pipeline.errors import CubeError, IndexingError
 from pipeline.raster.sensors import parse_nodata
 from pipeline.stac.local_index import BandOptions, index_folder
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _nodata(text: str) -> float:
     try:
         value = parse_nodata(text, where="--nodata")
-    except Exception as exc:  # noqa: BLE001 - CubeError from the shared parser: re-worded for this CLI
+    except CubeError as exc:  # the shared raster:bands parser: re-worded for this option
         raise argparse.ArgumentTypeError(f"{text!r} is not a number nor nan/inf/-inf") from exc
     assert value is not None
     return value

@@ -86,7 +86,7 @@ def test_multiband_files_one_item_each(tmp_path: Path) -> None:
         write_tif(folder / "sub" / f"stack_{day.year}{day.timetuple().tm_yday:03d}.tif", data, nodata=float("nan"))
     catalog = tmp_path / "catalog"
     assert run_index(folder, catalog, "--band-names", "blue,green,red,nir", "--platform", "my-drone") == 0
-    item = json.loads(sorted((catalog / "items").glob("*.json"))[0].read_text())
+    item = json.loads(min((catalog / "items").glob("*.json")).read_text())
     assert item["id"] == "stack_20210403" and item["properties"]["platform"] == "my-drone"
     image = item["assets"]["image"]
     assert image["href"] == "../../stack/sub/stack_2021093.tif"

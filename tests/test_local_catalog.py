@@ -23,7 +23,12 @@ from pipeline.config import check_config, load_config
 from pipeline.errors import ConfigError, CubeError, StacError
 from pipeline.raster.gdal_env import file_uri_to_path
 from pipeline.raster.load import missing_dn
-from pipeline.raster.sensors import BandSource, SensorOptions, parse_nodata, resolve_scaling
+from pipeline.raster.sensors import (
+    BandSource,
+    SensorOptions,
+    parse_nodata,
+    resolve_scaling,
+)
 from pipeline.stac.hrefs import absolute_href, check_no_server_hrefs
 
 REPO = Path(__file__).resolve().parents[1]

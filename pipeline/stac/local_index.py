@@ -33,7 +33,13 @@ from shapely.geometry import box, mapping
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import AssetReadError, IndexingError
 from pipeline.raster.sensors import nodata_json
-from pipeline.stac.scan import SceneFile, compile_pattern, find_rasters, group_scenes, match_files
+from pipeline.stac.scan import (
+    SceneFile,
+    compile_pattern,
+    find_rasters,
+    group_scenes,
+    match_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +139,7 @@ def item_from_rasters(item_id: str, when: dt.datetime, assets: Mapping[str, str 
     metas = {k: _raster_meta(p) for k, p in paths.items()}
     first = next(iter(metas.values()))
     bounds = transform_bounds(first["crs"], "EPSG:4326", *first["bounds"], densify_pts=21)
-    when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     item = pystac.Item(
         id=item_id, geometry=mapping(box(*bounds)), bbox=list(bounds), datetime=when,
         properties=dict(properties or {}), collection=collection,
@@ -190,7 +196,7 @@ def relative_href(path: Path, items_dir: Path) -> str:
 def solar_noon_utc(day: dt.date, lon: float) -> dt.datetime:
     """UTC time of local solar noon at longitude ``lon`` on ``day``: a date-only acquisition keeps
     its date both in UTC and as the cube's solar day (UTC + lon/15 h) anywhere on Earth."""
-    noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+    noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
     return (noon - dt.timedelta(hours=lon / 15.0)).replace(microsecond=0)
 
 
