@@ -293,6 +293,16 @@ def test_multiband_asset_bands_with_their_own_scaling(multiband_catalog, tmp_pat
     assert np.isnan(at(ds, "reflectance", 4, 5, band="red")).all() and not at(ds, "valid", 4, 5).any()
     assert ds.attrs["band_sources"] == {"red": "image.2", "nir": "image.3", "swir": "swir"}
 
+    # the next stage takes a cube without 'qa': features keep the cube's validity
+    from pipeline import features as features_stage
+
+    feats = tmp_path / "res" / "features.zarr"
+    assert features_stage.main(["--cube", str(out), "--out", str(feats), "--options",
+                                json.dumps({"stem": "gabor", "pca_components": 3, "chunk": 16})]) == 0
+    f = xr.open_zarr(feats)
+    np.testing.assert_array_equal(f.valid.values, ds.valid.values)
+    assert f.sizes["channel"] > 3 and np.isfinite(f.features.values[:, :, 3, 3].astype(np.float32)).all()
+
 
 def test_multiband_band_beyond_the_file_names_asset_count_and_key(multiband_catalog, tmp_path: Path,
                                                                    caplog) -> None:
