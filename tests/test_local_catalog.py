@@ -26,6 +26,7 @@ from pipeline.raster.load import missing_dn
 from pipeline.raster.sensors import (
     BandSource,
     SensorOptions,
+    band_index_problems,
     parse_nodata,
     resolve_scaling,
 )
@@ -332,6 +333,14 @@ def test_sensor_config_forms_and_errors() -> None:
             SensorOptions.from_options(bad)
         for part in parts:
             assert part in str(err.value), (part, str(err.value))
+
+    bare = pystac.Item.from_dict(item_dict("bare", "2021-03-01", {"image": {"href": "x.tif"}}))
+    assert band_index_problems(bare, SensorOptions.from_options({"bands": {"red": {"asset": "image", "band": 1}},
+                                                                 "qa": None})) == []
+    (problem,) = band_index_problems(bare, sensor := SensorOptions.from_options(
+        {"bands": {"red": {"asset": "image", "band": 2}}, "qa": None}))
+    assert "item bare asset 'image' has no raster:bands list" in problem and "sensor.bands.red.band" in problem
+    assert sensor.multiband_assets == {"image"}
 
     config = load_config(REPO / "config.yaml")
     config["sensor"] = {"bands": {"red": {"asset": "image", "band": 4}, "nir": "nir"}, "qa": None}

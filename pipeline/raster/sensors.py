@@ -198,7 +198,7 @@ def band_index_problems(item: pystac.Item, sensor: SensorOptions) -> list[str]:
         if src.band is None or src.asset not in item.assets:
             continue
         listed = _raster_bands(item.assets[src.asset])
-        if src.band > len(listed):
+        if src.band > max(len(listed), 1):  # without raster:bands odc-stac reads band 1 only
             count = (f"lists {len(listed)} band{'s' if len(listed) != 1 else ''} in raster:bands" if listed
                      else "has no raster:bands list (odc-stac then reads it as one band)")
             problems.append(
