@@ -8,9 +8,10 @@ bounds 501360, 5629040 - 502000, 5629680) as netCDF: Landsat 8 Collection 1 surf
 workflow, with nothing from the pipeline but its ``python -m pipeline.index`` command:
 
 - per-acquisition Cloud Optimized GeoTIFFs (uint16 DN as in the source, scale 1e-4 in the GeoTIFF,
-  nodata 0): Landsat 8 as ONE 7-band file per acquisition (B02..B07 + pixel_qa, a multi-band
-  asset), Sentinel-2 as one file per band (SCL included), the 20 m bands kept at 20 m so that the
-  cube stage resamples them onto the 10 m grid;
+  nodata 0): Landsat 8 as one 6-band file per acquisition (B02..B07, the multi-band asset
+  ``image``) plus its ``pixel_qa`` file (the pipeline takes the quality band from an asset of its
+  own, not from a band of a multi-band asset), Sentinel-2 as one file per band (SCL included), the
+  20 m bands kept at 20 m so that the cube stage resamples them onto the 10 m grid;
 - a local STAC catalog per sensor, indexed by ``python -m pipeline.index`` (relative hrefs);
 - the reference as a crop-code GeoTIFF (uint16, the source's codes, 0 = not in the registry),
   one file per labelled acquisition date (the pipeline's label rasters are dated), mapped to the
@@ -129,7 +130,7 @@ def grid_transform(ds: xr.Dataset) -> Affine:
         raise ValueError(f"centre-based edges {(west, south, east, north)} differ from the bounds {bounds}")
     if int(ds.attrs["epsg"]) != EPSG:
         raise ValueError(f"expected EPSG:{EPSG}, the file says {ds.attrs['epsg']}")
-    return Affine.translation(west, north) * Affine.scale(res, -res)
+    return Affine(res, 0.0, west, 0.0, -res, north)
 
 
 def _bounds(attr: object) -> tuple[float, ...]:
@@ -162,15 +163,18 @@ def write_cog(path: Path, data: np.ndarray, transform: Affine, *, descriptions: 
 
 
 def convert_landsat(dest: Path, data: Path = DATA) -> list[Path]:
-    """Landsat 8: one 7-band COG per acquisition, ``LC08_<time>.tif`` (B02..B07, pixel_qa)."""
+    """Landsat 8: per acquisition a 6-band COG ``LC08_<time>_image.tif`` (B02..B07) and a
+    single-band ``LC08_<time>_pixel_qa.tif``."""
     ds = open_netcdf("L8_SR_10m", data)
     transform = grid_transform(ds)
-    names = [*L8_BANDS, "pixel_qa"]
     out = []
     for i, t in enumerate(ds["timestamp"].values):
-        stack = np.stack([ds[v].values[i] for v in names]).astype(np.uint16)
-        out.append(write_cog(dest / f"LC08_{stamp(t)}.tif", stack, transform, descriptions=names,
-                             scales=[SCALE] * len(L8_BANDS) + [1.0]))
+        stack = np.stack([ds[v].values[i] for v in L8_BANDS]).astype(np.uint16)
+        out.append(write_cog(dest / f"LC08_{stamp(t)}_image.tif", stack, transform, descriptions=list(L8_BANDS),
+                             scales=[SCALE] * len(L8_BANDS)))
+        qa = ds["pixel_qa"].values[i][None].astype(np.uint16)
+        out.append(write_cog(dest / f"LC08_{stamp(t)}_pixel_qa.tif", qa, transform, descriptions=["pixel_qa"],
+                             scales=[1.0]))
     return out
 
 
@@ -253,12 +257,12 @@ def write_aoi(path: Path) -> Path:
 def index_catalog(images: Path, catalog: Path, sensor: str, *, python: str = sys.executable) -> Path:
     """Index a folder of COGs into a local STAC catalog with ``python -m pipeline.index``."""
     if sensor == "landsat8":
-        args = ["--pattern", r"LC08_(?P<date>\d{4}-\d{2}-\d{2}T\d{6})\.tif",
-                "--band-names", *L8_BANDS, "pixel_qa", "--platform", "landsat-8"]
+        args = ["--pattern", r"LC08_(?P<date>[0-9T-]+)_(?P<asset>image|pixel_qa)\.tif",
+                "--band-names", ",".join(L8_BANDS), "--platform", "landsat-8"]
     else:
-        args = ["--pattern", r"S2_(?P<date>\d{4}-\d{2}-\d{2}T\d{6})_(?P<asset>\w+)\.tif",
-                "--platform", "sentinel-2"]
-    cmd = [python, "-m", "pipeline.index", str(images), "--out", str(catalog), *args]
+        args = ["--pattern", r"S2_(?P<date>[0-9T-]+)_(?P<asset>B[0-9A]+|SCL)\.tif", "--platform", "sentinel-2"]
+    cmd = [python, "-m", "pipeline.index", str(images), "--out", str(catalog), "--date-format", "%Y-%m-%dT%H%M%S",
+           "--collection", f"worldcereal-be-2018-{sensor}", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -271,7 +275,7 @@ def sensor_section(sensor: str) -> dict:
         bands = {name: {"asset": "image", "band": i + 1} for i, name in enumerate(L8_BANDS.values())}
         # Collection 1 SR pixel_qa: 0 fill, 1 clear, 2 water, 3 cloud shadow, 4 snow, 5 cloud;
         # 0 is the file's fill value (pixels outside the scene)
-        qa = {"asset": "image", "band": 7, "decode": "bits", "invalid_bits": [0, 3, 4, 5], "nodata": 0}
+        qa = {"asset": "pixel_qa", "decode": "bits", "invalid_bits": [0, 3, 4, 5], "nodata": 0}
         return {"bands": bands, "qa": qa}
     bands = {name: key for key, name in {**S2_BANDS_10M, **S2_BANDS_20M}.items()}
     # SCL classes: 0 no data, 1 saturated/defective, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow
