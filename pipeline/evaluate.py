@@ -5,7 +5,7 @@
 --model results/demo/models/semi_convlstm --out results/demo/reports/semi_convlstm [--fold K]``
 
 The reference is ``labels.zarr``'s ``reference`` (every label of the source, no scarcity) at the
-map date (the last date, which training never sees). Which reference pixels are scored follows
+step the map was made for (``--target``: the last step of the map's period, or the last date). Which reference pixels are scored follows
 the AOI's test design (``labels.zarr`` ``split``, :mod:`pipeline.split.design`): with
 ``spatial_blocks`` (default) only the pixels of the test blocks, which no model trained or
 validated on at any date; with ``--fold K`` the blocks of cross-validation fold K; with
@@ -42,6 +42,7 @@ from pipeline.raster.zarr_io import open_store
 from pipeline.reference.classes import ClassTable
 from pipeline.split.blocks import block_index
 from pipeline.split.design import TEST, region_from_store
+from pipeline.timegrid.period import TargetOptions, map_step, resolve_period, series_range
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +192,16 @@ def write_sample(sample: StratifiedSample, ref: np.ndarray, path: Path, attrs: d
 
 
 def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options: EvaluationOptions, out_dir: Path,
-             *, fold: int | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+             *, fold: int | None = None,
+             target: TargetOptions | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     """Compute and write ``accuracy.json`` (+ ``sample.gpkg``) of the map at ``map_path`` against
-    the labels store at ``labels_path`` under its test design (cross-validation fold ``fold``);
-    return the accuracy dict and the test blocks ((y, x) bool; None for the paper design)."""
+    the labels store at ``labels_path`` under its test design (cross-validation fold ``fold``), at
+    the step the map was made for (``target``, default the last date); return the accuracy dict
+    and the test blocks ((y, x) bool; None for the paper design)."""
     labels = open_store(labels_path, required=("reference",))
     class_map = read_map(map_path, labels.attrs)
-    when = labels.time.values[-1]
+    target = target or TargetOptions(target="last_date")
+    when = labels.time.values[map_step(labels.time.values, target, attrs=labels.attrs)]
     reference = reference_at(labels, when)
     region, record = region_from_store(labels, fold=fold)
     scored = scored_pixels(reference, region, record)
@@ -206,6 +210,9 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
                             f"evaluation.seed or evaluation.block_size, or label that date in the test blocks")
     report = accuracy_report(np.where(scored, reference, 0).astype(reference.dtype), class_map, table)
     report["map_date"] = str(when)[:10]
+    if target.target == "period":
+        start, end = resolve_period(target, *series_range(labels.time.values, labels.attrs))
+        report["map_period"] = {"start": str(start), "end": str(end)}
     report["design"] = design_summary(record, region, reference, scored, class_map)
     report["evaluated_pixels"] = report["design"]["test_pixels"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cube.zarr (clear observations per date for the report; path or fsspec URL)")
     parser.add_argument("--labels", required=True, type=store_path,
                         help="labels.zarr (reference labels and test design; path or fsspec URL)")
+    parser.add_argument("--target", default='{"target": "last_date"}',
+                        help="what the map shows (predict keys target, period) as JSON: the step it is scored at")
     parser.add_argument("--fold", type=int, default=None,
                         help="score cross-validation fold K of the test design instead of its test blocks")
     parser.add_argument("--classes", required=True, help="the class table as JSON")
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         table = ClassTable.from_config(json.loads(args.classes))
         options = EvaluationOptions.from_options(parse_options(args.options, what="evaluate"))
-        report, test_mask = evaluate(args.map, args.labels, table, options, args.out, fold=args.fold)
+        report, test_mask = evaluate(args.map, args.labels, table, options, args.out, fold=args.fold,
+                                     target=TargetOptions.from_json(args.target))
         from pipeline.report.html import write_report
 
         write_report(args.out / "report.html", report=report, map_path=args.map, cube_path=args.cube,

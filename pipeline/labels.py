@@ -30,10 +30,12 @@ from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
 from pipeline.reference.options import LabelOptions
 from pipeline.split.design import BUFFER, TEST, TRAIN, DesignOptions, build_design
+from pipeline.timegrid.period import TargetOptions, period_steps, resolve_period, series_range
 
 log = logging.getLogger(__name__)
 
 CHUNK_YX = 1024
+NOT_LAND_COVER = ("cloud", "shadow", "cloud shadow", "cirrus", "snow")  # class names a period map ignores
 
 
 def with_design(labels: xr.Dataset, table: ClassTable, design: DesignOptions) -> xr.Dataset:
@@ -60,13 +62,20 @@ def make_labels(
     classes_json: str,
     options_json: str,
     design_json: str = "{}",
+    target_json: str = '{"target": "last_date"}',
 ) -> Path:
     """Build ``out`` (labels.zarr) from the cube store ``cube``; returns ``out``."""
     table = ClassTable.from_json(classes_json)
     options = LabelOptions.from_json(options_json)
     design = DesignOptions.from_json(design_json)
+    target = TargetOptions.from_json(target_json)
     ds = open_store(cube, required=("valid",))
-    labels = with_design(build_labels(ds, table, options), table, design)
+    steps, dropped = None, ()
+    if target.target == "period":  # a map of a period: static labels label its steps; clouds are no class
+        times = ds["time"].values
+        steps = period_steps(times, *resolve_period(target, *series_range(times, ds.attrs)))
+        dropped = tuple(n for n in table.names() if n.lower() in NOT_LAND_COVER)
+    labels = with_design(build_labels(ds, table, options, static_steps=steps, drop_classes=dropped), table, design)
     h, w = labels["labels"].shape[1:]
     chunks = (1, min(h, CHUNK_YX), min(w, CHUNK_YX))
     encoding = {"labels": {"chunks": chunks}, "reference": {"chunks": chunks}}
@@ -82,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", default="{}", help="labels options, one JSON object")
     parser.add_argument("--design", default="{}", help="test design (the evaluation split keys, buffer "
                         "resolved), one JSON object; default: spatial blocks")
+    parser.add_argument("--target", default='{"target": "last_date"}',
+                        help="what the map shows (predict keys target, period) as JSON: with target period, static "
+                             "labels label the period's steps and cloud/shadow classes are ignored")
     args = parser.parse_args(argv)
     return run_stage(
         lambda: make_labels(args.cube, args.out, classes_json=args.classes, options_json=args.options,
-                            design_json=args.design),
+                            design_json=args.design, target_json=args.target),
         verbose=args.verbose,
     )
 

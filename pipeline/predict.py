@@ -3,8 +3,10 @@
 ``python -m pipeline.predict --features results/demo/features.zarr --model results/demo/models/semi_convlstm
 --out results/demo/maps/semi_convlstm --options '<predict JSON>' --name demo``
 
-The map is made for the last date of the series from the window of the last ``t`` dates (the
-paper's test setting), and, with ``dates: all``, for every date from ``t`` on. Prediction runs
+The map shows the land cover of a period (``target: period``): it is classified from the
+window of ``t`` steps ending at the last step of the period (:mod:`pipeline.timegrid.period`);
+with ``target: last_date`` it is made for the last date of the series (the paper's test
+setting). With ``dates: all`` there is also a map for every step from ``t`` on. Prediction runs
 tile by tile with a halo equal to the model's receptive-field radius, so the map does not
 depend on the tile size (no seams) and memory is bounded by one tile whatever the scene size;
 the full-size outputs live in disk-backed arrays until written as COGs.
@@ -60,6 +62,7 @@ from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, t
 from pipeline.segments import SegmentOptions
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import FEATURE_HALO, AoiTile
+from pipeline.timegrid.period import TargetOptions, map_step, resolve_period, series_range
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.relearning import check_base, extended_window, load_base
@@ -71,8 +74,11 @@ log = logging.getLogger(__name__)
 class PredictOptions:
     """The ``predict`` config section.
 
-    tile: core tile side in pixels (the halo is added around it); dates: ``last`` = the map of
-    the last date, ``all`` = also one map per date from ``t`` on (``<date>/`` sub-folders);
+    tile: core tile side in pixels (the halo is added around it); target: ``period`` = the map
+    of the land cover of ``period`` (``{start, end}``, default the last full calendar year of the
+    series; :mod:`pipeline.timegrid.period`), ``last_date`` = the map of the last date (the
+    paper's protocol); dates: ``last`` = only that map, ``all`` = also one map per date from
+    ``t`` on (``<date>/`` sub-folders);
     device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``; voting: ``none`` | ``majority``
     | ``probability`` and segment_method (``felzenszwalb`` | ``slic``), segment_scale,
     segment_size: object-based voting of the map, done by the stage :mod:`pipeline.vote`
@@ -80,6 +86,8 @@ class PredictOptions:
     """
 
     tile: int = 256
+    target: Literal["period", "last_date"] = "period"
+    period: dict[str, str] | None = None
     dates: Literal["last", "all"] = "last"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     voting: Literal["none", "majority", "probability"] = "none"
@@ -99,7 +107,12 @@ class PredictOptions:
         if opts.voting not in ("none", "majority", "probability"):
             raise ConfigError(f"predict.voting {opts.voting!r} not allowed (allowed values: none, majority, probability)")
         opts.segments()  # checks segment_*
+        opts.target_options()  # checks target and period
         return opts
+
+    def target_options(self) -> TargetOptions:
+        """What the map shows (:mod:`pipeline.timegrid.period`)."""
+        return TargetOptions.from_mapping({"target": self.target, "period": self.period})
 
     def segments(self) -> SegmentOptions:
         """The segmentation settings of the voting."""
@@ -152,7 +165,7 @@ def classify(probs: np.ndarray, ids: np.ndarray, *, rows: int = 512) -> tuple[np
 
 
 def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
-              when: dt.datetime, item_id: str) -> None:
+              when: dt.datetime, item_id: str, period: tuple[str, str] | None = None) -> None:
     """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``."""
     classes = meta["classes"]
     class_map, confidence = classify(probs, np.array([c["id"] for c in classes], dtype=np.uint8))
@@ -163,9 +176,12 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
     write_count_cog(count, out_dir / "valid_count.tif", **grid)
     write_qml(out_dir / "classes.qml", classes)
     write_class_cog(class_map, out_dir / "classes.tif", class_table=classes, **grid)
+    start, end = period or (None, None)
     item = map_stac_item(out_dir, item_id=item_id, map_datetime=when, crs=attrs["crs"], transform=attrs["transform"],
-                         shape=class_map.shape, class_table=classes,
-                         properties={"pipeline:model": meta["model"], "pipeline:time_steps": meta["time_steps"]})
+                         shape=class_map.shape, class_table=classes, start_datetime=start, end_datetime=end,
+                         properties={"pipeline:model": meta["model"], "pipeline:time_steps": meta["time_steps"],
+                                     "pipeline:map_step": str(when.date()),
+                                     "pipeline:target": "period" if period else "last_date"})
     write_map_item(item, out_dir / "item.json")
     log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
 
@@ -225,7 +241,18 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
     first = t - 1 + (int(record["first_date_index"]) if record else 0)
     if first > n - 1:
         raise PredictionError(f"model {model_dir} needs {first + 1} dates for a map, {features_path} has {n}")
-    indices = [n - 1] if options.dates == "last" else list(range(first, n))
+    target = options.target_options()
+    index = map_step(features.time.values, target, attrs=features.attrs, time_steps=t)
+    if index < first:
+        raise PredictionError(f"the map step {str(features.time.values[index])[:10]} has {index + 1} steps up to it, "
+                              f"model {model_dir} needs {first + 1} (time_steps); lower train.time_steps or move "
+                              f"predict.period later")
+    period = None
+    if target.target == "period":
+        period = tuple(str(d) for d in resolve_period(target, *series_range(features.time.values, features.attrs)))
+        log.info("map of the period %s .. %s from the window of %d steps ending %s", *period, t,
+                 str(features.time.values[index])[:10])
+    indices = [index] if options.dates == "last" else [*range(first, index), index]
     cache: dict[int, np.ndarray] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out_dir / "predict")  # the scratch folder of a killed run (.tmp-predict.*)
@@ -238,11 +265,12 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
                 window = extended_window(features, index, t, *base, record=record, classes=meta["classes"],
                                          workdir=Path(tmp), cache=cache)
                 probs, count = predict_date(window, t - 1, model, meta, options, Path(tmp))
-            target = out_dir if index == n - 1 else out_dir / when.date().isoformat()
+            folder = out_dir if index == indices[-1] else out_dir / when.date().isoformat()
             if core is not None:  # a tile: its core only
                 probs, count = probs[:, core[0], core[1]], count[core]
-            write_map(probs, count, target, meta=meta, attrs=grid, when=when,
-                      item_id=f"{name}-{meta['model']}-{when.date().isoformat()}")
+            write_map(probs, count, folder, meta=meta, attrs=grid, when=when,
+                      item_id=f"{name}-{meta['model']}-{when.date().isoformat()}",
+                      period=period if index == indices[-1] else None)
             del probs
     return out_dir
 

@@ -107,12 +107,13 @@ def test_misspelled_config_key_stops_snakemake(tmp_path: Path) -> None:
 
 
 def test_profiles_dry_run(tmp_path: Path) -> None:
-    """The SLURM and paper-GPU profiles plan the demo (the SLURM executor plugin is installed)."""
+    """The SLURM, paper-GPU and paper-protocol profiles plan the demo (the SLURM executor plugin is installed)."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    paper = tmp_path / "workflow" / "profiles" / "paper-gpu"
-    paper.mkdir(parents=True)
-    (paper / "paper.yaml").write_text((REPO / "workflow" / "profiles" / "paper-gpu" / "paper.yaml").read_text())
-    for profile in ("slurm", "paper-gpu", "local"):
+    for name, overrides in (("paper-gpu", "paper.yaml"), ("paper-protocol", "paper-protocol.yaml")):
+        paper = tmp_path / "workflow" / "profiles" / name
+        paper.mkdir(parents=True)
+        (paper / overrides).write_text((REPO / "workflow" / "profiles" / name / overrides).read_text())
+    for profile in ("slurm", "paper-gpu", "local", "paper-protocol"):
         proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(REPO / "workflow" / "profiles" / profile),
                                "-n", "maps", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)

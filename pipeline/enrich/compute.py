@@ -76,6 +76,9 @@ def fit_cube_pca(cube: xr.Dataset, options: FeatureOptions) -> PcaFit:
     )
 
 
+CLEAR_CHANNEL = "clear"
+
+
 def build_features(
     cube: xr.Dataset, options: FeatureOptions, *, pca: PcaFit | None = None,
     origin: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
@@ -99,8 +102,10 @@ def build_features(
     Returns:
         Dataset with ``features`` (time, channel, y, x) in ``options.dtype``: channels
         ``stem_00``..``stem_63`` (stem responses, unitless) then the reflectance bands
-        (unitless, nodata NaN stored as 0); ``valid`` (time, y, x) bool = cube ``valid`` and
-        every band finite. Same time/y/x coords and grid attrs as the cube, plus attrs
+        (unitless, nodata NaN stored as 0) and, for a cube on a regular time grid (attrs
+        ``time_grid``: gap-filled composites), a last channel ``clear`` (1 = the step holds a
+        clear observation, 0 = filled or missing; the stem then also runs on filled values);
+        ``valid`` (time, y, x) bool = cube ``valid`` and every band finite. Same time/y/x coords and grid attrs as the cube, plus attrs
         documenting stem, PCA and scaling. Chunks (1, channel, chunk, chunk).
 
     Raises:
@@ -134,9 +139,14 @@ def build_features(
                 f"{n_t} x {n_b}; rebuild the AOI's tile plan (results/<aoi>/tiles/plan.json)"
             )
         fit = pca
-    feats = _stem_graph(r, ok, fit=fit, weight=weight, device=device, dtype=options.dtype,
+    gridded = bool(cube.attrs.get("time_grid"))  # composites on a regular grid (pipeline.timegrid)
+    stem_ok = da.isfinite(r).all(axis=1) if gridded else ok  # gap-filled steps feed the stem too
+    feats = _stem_graph(r, stem_ok, fit=fit, weight=weight, device=device, dtype=options.dtype,
                         origin=origin, image_shape=image_shape or (h, w))
     channels = [f"stem_{i:02d}" for i in range(N_STEM)] + [str(b) for b in refl["band"].values]
+    if gridded:  # the models see which steps hold a clear observation: a filled step is not an average one
+        feats = da.concatenate([feats, v[:, None].astype(feats.dtype)], axis=1).rechunk((1, -1, c, c))
+        channels.append(CLEAR_CHANNEL)
     coords: dict[str, Any] = {
         name: coord for name, coord in cube.coords.items() if set(coord.dims) <= {"time", "y", "x"}
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,17 @@ def read_raster_layers(
     *,
     dates: dict[str, str] | None = None,
     codes: LabelCodes | None = None,
+    static: bool = False,
 ) -> LabelLayers:
     """Every label raster of ``source`` reprojected onto ``grid`` (see :func:`raster_to_grid`);
-    ``codes`` maps source codes to class ids (default: the rasters hold class ids)."""
+    ``codes`` maps source codes to class ids (default: the rasters hold class ids). ``static``:
+    ``source`` is one raster without a date, the static layer."""
+    if static:
+        src = Path(source)
+        if src.is_dir():
+            raise LabelError(f"labels.static needs one label raster, got the folder {src}; name the file in "
+                             f"labels.source, or set labels.static: false for dated rasters")
+        return LabelLayers(dated=[], static=raster_to_grid(src, grid, table, codes=codes))
     return LabelLayers(
         dated=[
             (day, raster_to_grid(p, grid, table, codes=codes)) for day, p in list_label_rasters(source, dates=dates)
@@ -230,9 +239,10 @@ def _feature_days(gdf: pd.DataFrame, date_field: str | None, what: str) -> np.nd
 
 
 def stack_on_cube_dates(
-    layers: LabelLayers, grid: CubeGrid, *, tolerance_days: int
+    layers: LabelLayers, grid: CubeGrid, *, tolerance_days: int, static_steps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Place the layers on the cube's time axis.
+    """Place the layers on the cube's time axis; the static layer on ``static_steps`` ((time,)
+    bool, default every step).
 
     Returns labels dims (time, y, x) uint8 (0 = unlabelled) and the unmatched label days
     (ISO strings). Raises :class:`LabelError` when layers exist but none matches a cube date.
@@ -240,7 +250,7 @@ def stack_on_cube_dates(
     t = grid.times.size
     labels = np.zeros((t, *grid.shape), dtype=np.uint8)
     if layers.static is not None:
-        labels[:] = layers.static
+        labels[np.ones(t, bool) if static_steps is None else static_steps] = layers.static
     match = match_dates([d for d, _ in layers.dated], grid.times, tolerance_days=tolerance_days)
     for (day, layer), ti in zip(layers.dated, match.cube_index):
         if ti >= 0:
@@ -257,43 +267,78 @@ def stack_on_cube_dates(
     return labels, list(match.unmatched)
 
 
-def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> xr.Dataset:
-    """The ``labels.zarr`` dataset of ``cube`` (a pipeline cube store, opened lazily).
-
-    Returns a Dataset with ``labels`` dims (time, y, x) uint8 (0 = unlabelled; label scarcity
-    applied: what training may use) and ``reference`` (same dims, every label of the source: what
-    evaluation scores against) on the cube's ``time``/``y``/``x`` coordinates, attrs ``crs``/``transform`` copied from the cube plus
-    ``classes`` (the class table), ``label_source``, ``label_format``,
-    ``unmatched_label_dates``, ``labelled_dates`` (kept cube dates holding labels, ISO days),
-    ``n_labelled_dates_before_scarcity`` and ``options``.
-    """
-    grid = grid_from_store(cube)
-    source = Path(options.source)
+def _read_layers(source: Path, grid: CubeGrid, table: ClassTable, options: LabelOptions) -> tuple[LabelLayers, str]:
+    """The label layers of ``source`` on ``grid`` and the format read (raster or vector)."""
     if not source.exists():
         raise LabelError(f"labels source {source} does not exist; set labels.source to a label folder or file")
     fmt = resolve_format(source, options.format)
     if fmt == "raster":
         if source.is_file() and source.suffix.lower() not in RASTER_SUFFIXES:
             raise ConfigError(f"labels format 'raster' needs GeoTIFFs, got {source.name}; set labels.format")
-        layers = read_raster_layers(source, grid, table, dates=dict(options.dates), codes=options.codes)
-    else:
-        if source.is_dir():
-            raise ConfigError(f"labels format 'vector' needs a vector file, got the folder {source}")
-        layers = read_vector_layers(
-            source, grid, table, class_field=options.class_field, date_field=options.date_field,
-            codes=options.codes,
-        )
-    labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days)
+        return read_raster_layers(source, grid, table, dates=dict(options.dates), codes=options.codes,
+                                  static=options.static), fmt
+    if source.is_dir():
+        raise ConfigError(f"labels format 'vector' needs a vector file, got the folder {source}")
+    date_field = None if options.static else options.date_field
+    return read_vector_layers(source, grid, table, class_field=options.class_field, date_field=date_field,
+                              codes=options.codes), fmt
+
+
+def _drop_classes(layers: LabelLayers, table: ClassTable, names: Sequence[str]) -> LabelLayers:
+    """``layers`` with the classes named ``names`` set to unlabelled (logged when present)."""
+    ids = [i for i, n in zip(table.ids(), table.names(), strict=True) if n in set(names)]
+    if not ids:
+        return layers
+
+    def drop(layer: np.ndarray) -> np.ndarray:
+        return np.where(np.isin(layer, ids), 0, layer).astype(layer.dtype)
+
+    log.warning("classes %s are not land cover of a period map: their labels are ignored (predict.target: "
+                "last_date keeps them, as in the paper)", list(names))
+    return LabelLayers(dated=[(d, drop(v)) for d, v in layers.dated],
+                       static=None if layers.static is None else drop(layers.static))
+
+
+def _scarce(labels: np.ndarray, layers: LabelLayers, options: LabelOptions,
+            static_steps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Label scarcity of the stacked ``labels``: static labels are thinned once (the same pixels
+    at every step), dated ones per date. Returns the training labels and the kept time indices."""
+    kwargs = {"pixel_fraction": options.pixel_fraction, "points_per_class": options.points_per_class,
+              "seed": options.seed}
+    if layers.static is None or layers.dated:
+        return apply_scarcity(labels, date_fraction=options.date_fraction, date_removal=options.date_removal,
+                              **kwargs)
+    thinned, _ = apply_scarcity(layers.static[None], **kwargs)
+    out = np.zeros_like(labels)
+    steps = np.ones(len(labels), bool) if static_steps is None else static_steps
+    out[steps] = thinned[0]
+    return out, np.flatnonzero(steps & out.reshape(len(out), -1).any(axis=1))
+
+
+def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions, *,
+                 static_steps: np.ndarray | None = None, drop_classes: Sequence[str] = ()) -> xr.Dataset:
+    """The ``labels.zarr`` dataset of ``cube`` (a pipeline cube store, opened lazily).
+
+    ``static_steps``: (time,) bool, the steps static labels apply to (the map's period; default
+    every step); ``drop_classes``: class names whose labels are ignored (cloud and shadow in a
+    period map).
+
+    Returns a Dataset with ``labels`` dims (time, y, x) uint8 (0 = unlabelled; label scarcity
+    applied: what training may use) and ``reference`` (same dims, every label of the source: what
+    evaluation scores against) on the cube's ``time``/``y``/``x`` coordinates, attrs
+    ``crs``/``transform`` copied from the cube plus ``classes`` (the class table),
+    ``label_source``, ``label_format``, ``unmatched_label_dates``, ``labelled_dates`` (kept cube
+    dates holding labels, ISO days), ``n_labelled_dates_before_scarcity`` and ``options``.
+    """
+    grid = grid_from_store(cube)
+    source = Path(options.source)
+    layers, fmt = _read_layers(source, grid, table, options)
+    layers = _drop_classes(layers, table, drop_classes)
+    labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days,
+                                            static_steps=static_steps)
     n_before = int(np.count_nonzero(labels.reshape(labels.shape[0], -1).any(axis=1)))
     reference = labels
-    labels, kept = apply_scarcity(
-        labels,
-        date_fraction=options.date_fraction,
-        date_removal=options.date_removal,
-        pixel_fraction=options.pixel_fraction,
-        points_per_class=options.points_per_class,
-        seed=options.seed,
-    )
+    labels, kept = _scarce(labels, layers, options, static_steps)
     counts = np.bincount(labels.reshape(-1), minlength=256)
     log.info(
         "labels: %d dates kept of %d labelled; pixels per class %s",
@@ -311,6 +356,8 @@ def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions) -> 
         "n_labelled_dates_before_scarcity": n_before,
         "options": options.to_dict(),
     }
+    if cube.attrs.get("time_grid"):  # the series' regular grid (pipeline.timegrid): which period a map shows
+        attrs["time_grid"] = cube.attrs["time_grid"]
     coords = {"time": cube["time"].values, "y": cube["y"].values, "x": cube["x"].values}
     flags = {"nodata": 0, "flag_meaning": "0 = unlabelled"}
     da = xr.DataArray(labels, dims=("time", "y", "x"), coords=coords, name="labels",

@@ -56,6 +56,11 @@ class LabelOptions:
         (default none).
     seed
         Seed of the random choices (default 0).
+    static
+        The label source has no date: one land-cover raster (or a vector file without
+        ``date_field``) that labels every step of the map's period (``predict.period``; every
+        date with ``predict.target: last_date``). Label scarcity then keeps the same pixels at
+        every step, as a field survey would (default false: rasters are dated by their names).
     ignore_values
         Source codes that mean "unlabelled", besides a raster's nodata value (default none),
         e.g. ``[0, 255]``. Applied first, to rasters and to numeric vector ``class_field``
@@ -91,6 +96,7 @@ class LabelOptions:
     pixel_fraction: float = 1.0
     points_per_class: int | None = None
     seed: int = 0
+    static: bool = False
     ignore_values: tuple[int, ...] = ()
     value_map: Mapping[int, int] = field(default_factory=dict)
 
@@ -131,6 +137,8 @@ class LabelOptions:
         if opts.get("points_per_class") is not None:
             _expect_int(opts, "points_per_class", minimum=1)
         _expect_int(opts, "seed", minimum=None)
+        if not isinstance(opts.get("static", False), bool):
+            raise ConfigError(f"labels option 'static' must be true or false, got {opts['static']!r}")
         if opts.get("points_per_class") is not None and float(opts.get("pixel_fraction", 1.0)) < 1.0:
             raise ConfigError(
                 "labels options 'pixel_fraction' < 1 and 'points_per_class' exclude each other; set one"

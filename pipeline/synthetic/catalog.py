@@ -8,6 +8,8 @@ Layout of ``out_dir`` (written into a temporary sibling, renamed into place when
     assets/<item_id>/<item_id>_QA_PIXEL.TIF  QA_PIXEL COG (uint16, fill = 1)
     labels/<item_id>.tif                  reference classes (uint8 COG, colour table, 0 = fill/unlabelled)
     labels/labels.json                    class table and list of label rasters with their dates
+    land_cover.tif                        the land cover at the end of the series (uint8 COG, no date:
+                                          static labels of a period map; no cloud or shadow class)
     demo.json                             the DemoSpec and grid that produced the catalog
 
 All hrefs are absolute paths computed from the final ``out_dir``.
@@ -27,6 +29,7 @@ import rasterio
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path
+from pipeline.synthetic.landscape import class_map_at
 from pipeline.synthetic.qa import QA_NODATA, SR_NODATA
 from pipeline.synthetic.scenes import Scene, demo_landscape, render_scene
 from pipeline.synthetic.schedule import acquisition_schedule
@@ -64,6 +67,7 @@ def _hex_rgba(color: str) -> tuple[int, int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
 
 
+STATIC_LABELS = "land_cover.tif"
 LABEL_COLORMAP: dict[int, tuple[int, int, int, int]] = {
     0: (0, 0, 0, 0), **{int(c["id"]): _hex_rgba(str(c["color"])) for c in DEMO_CLASSES}
 }
@@ -128,6 +132,10 @@ def generate_demo_catalog(out_dir: str | os.PathLike[str], spec: DemoSpec | None
         _dump(tmp / "collection.json",
               build_collection(items, collection_href=str(final / "collection.json"), item_hrefs=item_hrefs))
         _dump(tmp / "labels" / "labels.json", {"classes": list(DEMO_CLASSES), "nodata": 0, "labels": label_index})
+        span = float((spec.end_date - spec.start_date).days)
+        write_cog(tmp / STATIC_LABELS, class_map_at(land, span), grid, nodata=0, colormap=LABEL_COLORMAP,
+                  tags={"description": f"land cover at the end of the series ({spec.end}), no date: static labels",
+                        "classes": json.dumps(list(DEMO_CLASSES))})
         _dump(tmp / "demo.json", {
             "spec": dataclasses.asdict(spec),
             "grid": {"crs": grid.crs, "transform": list(grid.transform)[:6], "shape": list(grid.shape),

@@ -80,14 +80,27 @@ def _class_lut(labels: np.ndarray, classes: Sequence[ClassEntry]) -> np.ndarray:
     return lut
 
 
+def window_has_clear(valid: np.ndarray, time_steps: int) -> np.ndarray:
+    """(T, H, W) bool: a clear observation (``valid``, (T, H, W) bool) in the window of
+    ``time_steps`` steps ending at each step."""
+    csum = np.cumsum(valid, axis=0, dtype=np.int32)
+    before = np.zeros_like(csum)
+    before[time_steps:] = csum[:-time_steps]
+    return (csum - before) > 0
+
+
 def load_training_data(
     features: xr.Dataset, labels: xr.Dataset, *, classes: Sequence[ClassEntry], use_valid_mask: bool = False,
+    time_steps: int | None = None,
 ) -> TrainingData:
     """Validate and load the ``features`` and ``labels`` stores (layouts in
     :mod:`pipeline.raster.zarr_io`) into a :class:`TrainingData`.
 
     Labels are aligned on the feature dates (dates without labels are unlabelled). Raises
     GridError (grids differ), LabelError (unknown class ids, no common date) or TrainingError.
+    With ``time_steps`` and features on a regular time grid (attrs ``time_grid``), pixel-dates
+    whose window of ``time_steps`` steps holds no clear step are not usable (their filled values
+    are kept as inputs, but no loss term counts them).
     """
     if "features" not in features or "labels" not in labels:
         raise TrainingError("features.zarr needs a 'features' variable and labels.zarr a 'labels' variable")
@@ -124,6 +137,9 @@ def load_training_data(
         usable &= np.asarray(features["valid"].values, dtype=bool)
     for t in range(feats.shape[0]):
         feats[t][:, ~usable[t]] = np.nan
+    if time_steps is not None and features.attrs.get("time_grid") and "valid" in features:
+        # gap-filled composites: a pixel whose window holds no clear step has no data to learn from
+        usable &= window_has_clear(np.asarray(features["valid"].values, dtype=bool), time_steps)
     lost = int(((label_idx >= 0) & ~usable).sum())
     if lost:
         log.warning("%d labelled pixel-dates have no usable features and are ignored", lost)

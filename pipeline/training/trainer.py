@@ -244,7 +244,8 @@ def _train_model(
                               f"name the first-stage model folder")
         features, record = relearning_features(features, base, options=opts, device=device)
         relearn = {"relearning": record}
-    data = load_training_data(features, labels, classes=opts.classes, use_valid_mask=opts.use_valid_mask)
+    data = load_training_data(features, labels, classes=opts.classes, use_valid_mask=opts.use_valid_mask,
+                              time_steps=opts.time_steps)
     n_t, n_c, height, width = data.shape
     # the last date is the test date (the map is made for it): no training window ends there
     if opts.holdout_last_date and opts.time_steps > n_t - 1:
