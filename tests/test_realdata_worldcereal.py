@@ -118,3 +118,24 @@ def test_landsat_report_scores_the_test_blocks_only(landsat_run: Path) -> None:
     with rasterio.open(landsat_run / "maps" / "semi_convlstm" / "classes.tif") as src:
         mapped = src.read(1)
     assert report["overall_accuracy"] == pytest.approx(float(np.mean(mapped[test] == reference[-1][test])))
+
+
+@pytest.mark.workflow
+def test_sentinel2_cube_resamples_the_20m_bands_onto_the_10m_grid(tmp_path: Path, data_dir: Path) -> None:
+    converted = worldcereal.convert(tmp_path, sensors=("sentinel2",), data=data_dir)
+    item = json.loads(sorted((converted.catalogs["sentinel2"] / "items").glob("*.json"))[0].read_text())
+    assert item["assets"]["B11"]["proj:shape"] == [32, 32] and item["properties"]["proj:shape"] == [64, 64]
+    proc = snakemake(tmp_path, f"results/{AOI}/cube.zarr", "--configfile", str(converted.configs["sentinel2"]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cube = xr.open_zarr(tmp_path / "results" / AOI / "cube.zarr")
+    assert cube.sizes["time"] == 108 and list(cube.attrs["transform"])[:6] == list(GRID)[:6]  # 118 up to 2018-10-21
+    d10, d20 = worldcereal.open_netcdf("S2_L2A_10m", data_dir), worldcereal.open_netcdf("S2_L2A_20m", data_dir)
+    i = 107  # 2018-10-21, clear
+    assert str(d10["timestamp"].values[i])[:10] == str(cube["time"].values[-1])[:10] == "2018-10-21"
+    last = cube.isel(time=-1).load()
+    refl = last["reflectance"]
+    np.testing.assert_allclose(refl.sel(band="red").values, d10["B04"].values[i] * 1e-4, rtol=1e-6)
+    up = np.repeat(np.repeat(d20["B11"].values[i], 2, axis=0), 2, axis=1)  # 20 m pixel = 2 x 2 pixels at 10 m
+    np.testing.assert_allclose(refl.sel(band="swir16").values, up * 1e-4, rtol=1e-6)
+    scl = np.repeat(np.repeat(d20["SCL"].values[i], 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(last["valid"].values, ~np.isin(scl, [0, 1, 3, 8, 9, 10, 11]))
