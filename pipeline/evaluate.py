@@ -115,6 +115,8 @@ def design_summary(record: dict[str, Any], region: np.ndarray, reference: np.nda
     out["test_blocks"] = 0 if record["kind"] == "paper" else int(np.unique(blocks[test]).size)
     out["labelled_pixels"] = int((reference > 0).sum())
     out["test_pixels"] = int((scored & (class_map > 0)).sum())
+    # reference pixels the map leaves as nodata (no clear observation in the map's window): not scored, counted
+    out["unmapped_test_pixels"] = int((scored & (class_map == 0)).sum())
     if record["kind"] == "paper":
         out["note"] = "every reference pixel of the map date: locations used for training at other dates included"
     return out
@@ -215,6 +217,9 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
         report["map_period"] = {"start": str(start), "end": str(end)}
     report["design"] = design_summary(record, region, reference, scored, class_map)
     report["evaluated_pixels"] = report["design"]["test_pixels"]
+    if report["design"]["unmapped_test_pixels"]:
+        log.warning("%d test pixel(s) are nodata in the map (no clear observation in its window) and are not scored",
+                    report["design"]["unmapped_test_pixels"])
     out_dir.mkdir(parents=True, exist_ok=True)
     if options.sample_reference != "none":
         within, frame = sample_frame(reference, region, record, options)

@@ -142,7 +142,7 @@ def test_write_report_with_design_and_test_blocks(tmp_path: Path) -> None:
     assert "Accuracy measured on 9,000 reference pixels in 12 test blocks of 32 x 32 px" in html
     assert html.index("Accuracy measured on") < html.index("<img")  # at the top
     assert "test blocks (never used for training)" in html and "map with the test blocks outlined" in html
-    assert "reference pixels evaluated: 9,000" in html and "<td>6,000</td>" in html
+    assert "Reference pixels evaluated: 9,000" in html and "<td>6,000</td>" in html
     paper = write_report(tmp_path / "paper.html", report=accuracy(PAPER), map_path=map_path, cube_path=cube_path,
                          model_dir=None, table=TABLE).read_text()
     assert 'class="design warning"' in paper and "as in the paper" in paper

@@ -140,7 +140,7 @@ def design_sentence(design: dict[str, Any] | None, evaluated_pixels: Any = None)
     ``kind`` ``"spatial_blocks"`` (held-out test blocks), ``"paper"`` (every reference pixel of
     the map date, in a warning box) or absent (old reports: not recorded, in a warning box)."""
     design = design or {}
-    if design.get("kind") == "spatial_blocks":
+    if design.get("kind") in ("spatial_blocks", "spatial_cv"):
         return f'<p class="design">{html.escape(blocks_sentence(design, evaluated_pixels))}</p>'
     if design.get("kind") == "paper":
         n = design.get("test_pixels", design.get("labelled_pixels", evaluated_pixels))
@@ -230,6 +230,19 @@ def map_thumbnail(map_path: Path, test_mask: np.ndarray | None) -> tuple[np.ndar
     return class_map[::step, ::step], mask[::step, ::step]
 
 
+def map_time_sentence(report: dict[str, Any], grid: dict[str, Any] | None) -> str:
+    """What time the map shows: the period and the grid of composites it was classified from, or
+    the map date (the paper's per-date protocol)."""
+    period, when = report.get("map_period"), report.get("map_date", "?")
+    if not period:
+        return f"Map date {when}."
+    text = f"Land cover of the period {period['start']} .. {period['end']}, classified from the window of steps ending {when}"
+    if grid:
+        text += (f" on a regular grid of {grid.get('period')} {grid.get('composite')} composites of the clear "
+                 f"observations (gaps: {grid.get('fill')}; clear observations per step below)")
+    return text + "."
+
+
 def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_path: Path, model_dir: Path | None,
                  table: ClassTable, test_mask: np.ndarray | None = None) -> Path:
     """Write the self-contained ``report.html`` of one map.
@@ -245,8 +258,8 @@ def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_pat
     map_png = figures.class_map_png(class_map, table.ids(), names, table.colors(), title="classes", outline=mask)
     parts = [f"<h1>Land-cover map: {html.escape(str(map_path.parent.name))}</h1>",
              design_sentence(report.get("design"), evaluated),
-             (f"<p>Map date {report.get('map_date', '?')}; reference pixels evaluated: "
-              f"{fmt_count(evaluated) if evaluated is not None else '?'}.</p>"),
+             (f"<p>{html.escape(map_time_sentence(report, cube.attrs.get('time_grid')))} Reference pixels "
+              f"evaluated: {fmt_count(evaluated) if evaluated is not None else '?'}.</p>"),
              img(map_png, "map" if mask is None else "map with the test blocks outlined")]
     if mask is not None and mask.any():
         parts.append(f'<p class="note">Outlined in magenta: {html.escape(figures.TEST_BLOCKS_LABEL)}.</p>')
