@@ -21,6 +21,7 @@ wildcard_constraints:
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/cube.smk"
+include: "workflow/rules/composite.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"

@@ -132,8 +132,14 @@ def subset_features(features: xr.Dataset, options: SubsetOptions, *,
 
     ``item_cover`` (``{item id: eo:cloud_cover}``) is required for ``source: scene``. The result
     carries the attrs of ``features`` plus ``cloud_subset`` (options, dates, per-date cloud
-    cover in percent, kept flags). Raises FeatureError when fewer than ``min_dates`` remain.
+    cover in percent, kept flags). Raises FeatureError when fewer than ``min_dates`` remain, and
+    ConfigError for features on a regular time grid (their steps are composites, not scenes).
     """
+    if features.attrs.get("time_grid"):
+        raise ConfigError(
+            f"the cloud_cover experiment keeps the acquisitions below a cloud cover, but these features are on a "
+            f"regular time grid (cube.period: {features.attrs['time_grid'].get('period')!r}) whose steps composite "
+            f"several acquisitions; set cube.period: null (the paper's per-date protocol) to run it")
     if options.source == "scene":
         if item_cover is None:
             raise ConfigError("cloud_subset source 'scene' needs the frozen items (--items)")

@@ -114,6 +114,22 @@ def _tiling_conflicts(config: Mapping[str, Any]) -> Iterator[str]:
     if (config.get("train") or {}).get("relearning") == "object":
         yield ("config key 'train.relearning': 'object' relearning segments whole dates, which a tiled run "
                "(tiling.tile_size) cannot do per tile; use 'pixel' or set tiling.tile_size: null")
+    if (config.get("cube") or {}).get("period") is not None:
+        yield ("config key 'cube.period': regular time grids (composite.zarr) are not yet available with tiles "
+               "(tiling.tile_size); set cube.period: null (one step per acquisition) or tiling.tile_size: null")
+
+
+def _period_problems(config: Mapping[str, Any]) -> Iterator[str]:
+    """One line when ``cube.period`` is no period pandas can parse (names examples)."""
+    from pipeline.timegrid.grid import parse_period  # pandas: imported only when there is a period
+
+    period = (config.get("cube") or {}).get("period")
+    if period is None:
+        return
+    try:
+        parse_period(period)
+    except ConfigError as exc:
+        yield f"config key {exc}"
 
 
 def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -126,7 +142,7 @@ def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [_describe(e) for e in errors] + list(_non_finite(config))
     if not lines:
-        lines = list(_tiling_conflicts(config))
+        lines = list(_period_problems(config)) + list(_tiling_conflicts(config))
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config

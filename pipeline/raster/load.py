@@ -33,6 +33,7 @@ from pipeline.raster.sensors import (
     resolve_scaling,
 )
 from pipeline.stac.aoi import Aoi
+from pipeline.timegrid.grid import check_grid_options
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,12 @@ class CubeOptions:
     on_error: Literal["raise", "skip"] = "raise"
     min_valid_fraction: float = 0.0
     anchor: Literal["center", "edge"] = "center"
+    period: str | None = "16D"  # regular time grid (pipeline.timegrid); None = one step per acquisition
+    composite: Literal["median", "mean", "max_ndvi", "best"] = "median"
+    fill: Literal["linear", "none"] = "linear"
+
+    def __post_init__(self) -> None:
+        check_grid_options(self.period, self.composite, self.fill)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> CubeOptions:

@@ -332,3 +332,47 @@ def tile_maps(wildcards):
 def tile_map_folders(wildcards):
     """The tile map folders of this job's AOI and model, in layout order."""
     return tile_paths(wildcards, f"maps/{wildcards.model}")
+
+
+# ---- regular time grid (workflow/rules/composite.smk) ---------------------------------------
+# With cube.period set, the cube is composited on a regular grid (results/{aoi}/composite.zarr)
+# and every stage after the cube reads that store instead: its dates are the grid's steps.
+# check_config rejects cube.period together with tiling.tile_size (not yet available).
+GRID_KEYS = ("period", "composite", "fill")
+PERIOD_GRID = config["cube"]["period"] is not None
+
+
+def cube_load_json():
+    """The cube section without the time-grid keys (changing the grid does not reload the scenes)."""
+    return json.dumps({k: v for k, v in config["cube"].items() if k not in GRID_KEYS})
+
+
+def grid_json():
+    """The time-grid keys of the cube section (pipeline.composite --options)."""
+    return json.dumps({k: config["cube"][k] for k in GRID_KEYS})
+
+
+def series_store(wildcards):
+    """The series the features stage enriches: the composite on the regular grid when
+    cube.period is set, else the cube (one step per acquisition)."""
+    name = "composite.zarr" if PERIOD_GRID else "cube.zarr"
+    return f"results/{wildcards.aoi}/{name}"
+
+
+def time_grid_store(wildcards):
+    """The store the label and evaluation stages read the AOI grid and dates from: the composite
+    when cube.period is set, else aoi_grid_store (the cube, or a tiled AOI's grid store)."""
+    return series_store(wildcards) if PERIOD_GRID else aoi_grid_store(wildcards)
+
+
+def per_date_features(wildcards):
+    """The features the cloud-cover subset selects dates from; it needs the per-date series."""
+    if PERIOD_GRID:
+        from snakemake.exceptions import WorkflowError
+
+        raise WorkflowError(
+            "the cloud_cover experiment keeps the acquisitions below a scene cloud cover, which the steps of a "
+            f"regular time grid (cube.period: {config['cube']['period']!r}) do not have; set cube.period: null "
+            "(the paper's per-date protocol) to run it, or leave cloud_cover out (run compare, label_fraction, "
+            "time_length)")
+    return f"results/{wildcards.aoi}/features.zarr"

@@ -8,7 +8,7 @@ rule build_cube:
         cube=directory("results/{aoi}/cube.zarr"),
     params:
         aoi=aoi_json,
-        cube=section_json("cube"),
+        cube=cube_load_json(),
         sensor=section_json("sensor"),
         catalog=section_json("catalog"),
     log:

@@ -5,7 +5,7 @@
 rule evaluate_map:
     input:
         classes="results/{aoi}/maps/{model}/classes.tif",
-        cube=aoi_grid_store,
+        cube=time_grid_store,
         card="results/{aoi}/models/{model}/model_card.json",
         labels="results/{aoi}/labels.zarr",
     output:

@@ -12,7 +12,7 @@
 
 rule subset_features:
     input:
-        features="results/{aoi}/features.zarr",
+        features=per_date_features,
         frozen="results/{aoi}/items.json",
     output:
         features=directory("results/{aoi}/experiments/cloud_cover/{value}/features.zarr"),
@@ -98,7 +98,7 @@ rule predict_experiment_map:
 rule evaluate_experiment_map:
     input:
         classes="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.tif",
-        cube=aoi_grid_store,
+        cube=time_grid_store,
         card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
         labels="results/{aoi}/labels.zarr",
     output:

@@ -3,7 +3,7 @@
 
 rule build_features:
     input:
-        cube="results/{aoi}/cube.zarr",
+        cube=series_store,
     output:
         features=directory("results/{aoi}/features.zarr"),
     params:

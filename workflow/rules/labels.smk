@@ -5,7 +5,7 @@
 rule build_labels:
     input:
         unpack(labels_input),
-        cube=aoi_grid_store,
+        cube=time_grid_store,
     output:
         labels=directory("results/{aoi}/labels.zarr"),
     params:

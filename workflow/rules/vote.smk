@@ -31,7 +31,7 @@ rule vote_map:
 rule evaluate_voted_map:
     input:
         classes="results/{aoi}/maps/{model}/voted/classes.tif",
-        cube=aoi_grid_store,
+        cube=time_grid_store,
         card="results/{aoi}/models/{model}/model_card.json",
         labels="results/{aoi}/labels.zarr",
     output:

@@ -1,0 +1,220 @@
+"""Composites of clear observations on a regular time grid (lazy, dask-aware, per-step vectorised).
+
+Input: a pipeline cube (layout in :mod:`pipeline.raster.zarr_io`): ``reflectance`` (time, band,
+y, x) float32 NaN where nodata, cloudy pixels keep their values; ``valid`` (time, y, x) bool =
+clear; ``valid_fraction`` (time,); ``aoi_mask`` (y, x) bool; ``item_ids`` coord per date.
+
+Only clear observations (``valid``) enter a composite. Per step and pixel:
+
+- ``median`` / ``mean``: of the clear observations, band by band;
+- ``max_ndvi``: the clear observation with the highest NDVI ``(nir - red) / (nir + red)`` (all
+  bands of that acquisition; ties: the earliest);
+- ``best``: the clear observation of the least cloudy acquisition of the step (highest
+  ``valid_fraction``; ties: the closest to the step centre, then the earliest).
+
+``fill="linear"`` interpolates the reflectance of steps without a clear observation linearly in
+time between the neighbouring steps that have one (held constant before the first and after the
+last); a pixel with no clear observation in the whole series stays NaN. ``valid`` is never filled.
+
+The result is :func:`composite_cube`'s ``composite.zarr`` layout (its docstring).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pipeline.errors import ConfigError
+from pipeline.timegrid.grid import Composite, Fill, TimeGrid, grid_warning
+
+log = logging.getLogger(__name__)
+
+# numpy's nanmedian/nanmean warn on pixels without a clear observation in a step: NaN is the answer there
+warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
+warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
+
+LOWEST = np.float32(-3.0e38)  # score of a clear observation whose NDVI is not finite (still beats none)
+
+
+def ndvi_bands(bands: list[str]) -> tuple[str, str]:
+    """The (red, nir) band names for NDVI: ``red`` and ``nir`` (else ``nir08``, else another
+    ``nir*``). ConfigError naming ``sensor.bands`` when either is missing."""
+    nirs = [b for b in ("nir", "nir08") if b in bands] + sorted(b for b in bands if b.startswith("nir"))
+    if "red" not in bands or not nirs:
+        raise ConfigError(
+            f"cube.composite 'max_ndvi' needs bands named 'red' and 'nir' (or 'nir08') in sensor.bands; the cube has "
+            f"{bands}. Name them so in sensor.bands (e.g. {{red: B04, nir: B08}}), or choose cube.composite "
+            f"median, mean or best")
+    return "red", nirs[0]
+
+
+def _whole(da: xr.DataArray, dim: str) -> xr.DataArray:
+    """``da`` with ``dim`` in one dask chunk (unchanged when it holds numpy data)."""
+    return da.chunk({dim: -1}) if da.chunks is not None else da
+
+
+def _pick(masked: xr.DataArray, score: xr.DataArray) -> xr.DataArray:
+    """Per pixel, the observation of ``masked`` (time, band, y, x; NaN where not clear) at the
+    time of the highest ``score`` (time, y, x; -inf where not clear): (band, y, x) float32."""
+    best = score.argmax("time")
+    chosen = xr.DataArray(np.arange(score.sizes["time"]), dims="time") == best
+    return masked.where(chosen).max("time")
+
+
+def _score_ndvi(masked: xr.DataArray, valid: xr.DataArray, red: str, nir: str) -> xr.DataArray:
+    r, n = masked.sel(band=red, drop=True), masked.sel(band=nir, drop=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndvi = (n - r) / (n + r)
+    return ndvi.where(np.isfinite(ndvi), LOWEST).where(valid, -np.inf)
+
+
+def best_priority(fractions: np.ndarray, times: np.ndarray, centre: np.datetime64) -> np.ndarray:
+    """(n,) float32 priority of the acquisitions of one step for ``best`` (higher wins): highest
+    ``fractions`` (valid_fraction) first, then closest to ``centre``, then earliest."""
+    gap = np.abs((np.asarray(times).astype("datetime64[ns]") - centre).astype(np.int64))
+    order = np.lexsort((np.arange(len(gap)), gap, -np.asarray(fractions, dtype=np.float64)))
+    priority = np.empty(len(gap), dtype=np.float32)
+    priority[order] = np.arange(len(gap), 0, -1, dtype=np.float32)
+    return priority
+
+
+def _step(masked: xr.DataArray, valid: xr.DataArray, fractions: np.ndarray, centre: np.datetime64,
+          method: Composite, bands: tuple[str, str] | None) -> xr.DataArray:
+    """The composite (band, y, x) float32 of one step's acquisitions (``masked`` (time, band, y,
+    x) NaN where not clear, ``valid`` (time, y, x))."""
+    masked = _whole(masked, "time")
+    if method == "median":
+        out = masked.median("time", skipna=True)
+    elif method == "mean":
+        out = masked.mean("time", skipna=True)
+    elif method == "max_ndvi":
+        assert bands is not None
+        out = _pick(masked, _score_ndvi(masked, valid, *bands))
+    else:
+        priority = xr.DataArray(best_priority(fractions, masked["time"].values, centre), dims="time")
+        out = _pick(masked, xr.where(valid, priority, -np.inf))
+    return out.astype("float32").reset_coords(drop=True)
+
+
+def interp_time(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Linear interpolation along the last axis of ``values`` (..., T) over the positions ``x``
+    (T,) float64 of its NaNs, held constant before the first / after the last finite value (as
+    ``numpy.interp``); all-NaN series stay NaN. Vectorised over the leading axes; float32."""
+    t = values.shape[-1]
+    ok = np.isfinite(values)
+    pos = np.arange(t)
+    prev = np.maximum.accumulate(np.where(ok, pos, -1), axis=-1)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(ok, pos, t), -1), axis=-1), -1)
+    lo = np.clip(np.where(prev >= 0, prev, nxt), 0, t - 1)
+    hi = np.clip(np.where(nxt < t, nxt, prev), 0, t - 1)
+    v_lo = np.take_along_axis(values, lo, -1).astype(np.float64)
+    v_hi = np.take_along_axis(values, hi, -1).astype(np.float64)
+    x_lo, x_hi = x[lo], x[hi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(x_hi > x_lo, (x - x_lo) / (x_hi - x_lo), 0.0)
+    return (v_lo + (v_hi - v_lo) * w).astype(np.float32)
+
+
+def fill_linear(reflectance: xr.DataArray) -> xr.DataArray:
+    """``reflectance`` (time, band, y, x) float32 with NaN steps filled by :func:`interp_time`
+    over the time coordinate (days); lazy with dask (time in one chunk, one band per chunk)."""
+    x = ((reflectance["time"].values - reflectance["time"].values[0]) / np.timedelta64(1, "D")).astype(np.float64)
+    data = reflectance.chunk({"time": -1, "band": 1}) if reflectance.chunks is not None else reflectance
+    filled = xr.apply_ufunc(interp_time, data, kwargs={"x": x}, input_core_dims=[["time"]],
+                            output_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32])
+    return filled.transpose(*reflectance.dims)
+
+
+def _joined_ids(item_ids: np.ndarray, members: np.ndarray) -> str:
+    return ",".join(s for i in members for s in str(item_ids[i]).split(",") if s)
+
+
+def _empty_like(template: xr.DataArray, value: Any) -> xr.DataArray:
+    return xr.full_like(template, value).reset_coords(drop=True)
+
+
+def composite_steps(cube: xr.Dataset, grid: TimeGrid, step: np.ndarray, method: Composite) -> tuple[xr.DataArray, xr.DataArray]:
+    """Per-step composites (time=steps, band, y, x) float32 (NaN without clear observation) and
+    clear counts (time, y, x) uint16 of ``cube``, whose acquisition ``i`` lies in step ``step[i]``."""
+    reflectance = cube["reflectance"].reset_coords(drop=True)
+    valid = cube["valid"].reset_coords(drop=True)
+    masked = reflectance.where(valid)
+    bands = ndvi_bands([str(b) for b in cube["band"].values]) if method == "max_ndvi" else None
+    fractions = cube["valid_fraction"].values
+    empty = _empty_like(masked.isel(time=0, drop=True), np.nan).astype("float32")
+    zero = _empty_like(valid.isel(time=0, drop=True), 0).astype("uint16")
+    composites, counts = [], []
+    for i in range(grid.steps):
+        members = np.flatnonzero(step == i)
+        if members.size == 0:
+            composites.append(empty)
+            counts.append(zero)
+            continue
+        part = masked.isel(time=members)
+        composites.append(_step(part, valid.isel(time=members), fractions[members], grid.centres[i], method, bands))
+        counts.append(valid.isel(time=members).sum("time").astype("uint16"))
+    time = xr.DataArray(grid.starts, dims="time", name="time")
+    return xr.concat(composites, dim=time), xr.concat(counts, dim=time)
+
+
+def composite_cube(cube: xr.Dataset, grid: TimeGrid, *, method: Composite = "median",
+                   fill: Fill = "linear") -> xr.Dataset:
+    """``cube`` on the regular ``grid`` (the ``composite.zarr`` layout; lazy when ``cube`` is).
+
+    - ``time`` (time,) datetime64[ns]: step starts (``grid.starts``);
+    - ``reflectance`` (time, band, y, x) float32: the composite of the step's clear
+      observations (``method``), filled (``fill="linear"``) where the step has none; NaN where
+      the pixel has no clear observation in the whole series (or with ``fill="none"``);
+    - ``valid`` (time, y, x) bool: the step has at least one clear observation (never filled);
+    - ``clear_count`` (time, y, x) uint16: clear observations in the step;
+    - ``valid_fraction`` (time,) float32: share of AOI pixels with a clear observation;
+    - ``aoi_mask`` (y, x) bool, as in the cube; ``item_ids`` (time,) str: the step's item ids,
+      comma-joined ("" for a step without acquisition, which is kept as missing);
+    - attrs: the cube's plus ``time_grid`` (period, composite, fill, start, end, steps,
+      step_ends, acquisitions_per_step, empty_steps, and a warning when the period is shorter
+      than the revisit).
+
+    Acquisitions outside the grid (before the AOI's start or after its end) are left out, logged.
+    """
+    times = cube["time"].values
+    step = grid.step_index(times)
+    if (step < 0).any():
+        log.warning("%d acquisition(s) outside %s .. %s left out: %s", int((step < 0).sum()), grid.first_day,
+                    grid.last_day, [str(t)[:10] for t in times[step < 0]])
+    reflectance, clear_count = composite_steps(cube, grid, step, method)
+    valid = clear_count > 0
+    if fill == "linear":
+        reflectance = fill_linear(reflectance)
+    aoi_mask = cube["aoi_mask"].reset_coords(drop=True).astype(bool)
+    inside = max(int(aoi_mask.sum()), 1)
+    fraction = ((valid & aoi_mask).sum(("y", "x")) / inside).astype("float32")
+    per_step = np.bincount(step[step >= 0], minlength=grid.steps)[: grid.steps]
+    ids = cube["item_ids"].values if "item_ids" in cube.coords else np.full(times.size, "", dtype=object)
+    labels = [_joined_ids(ids, np.flatnonzero(step == i)) for i in range(grid.steps)]
+    record = {**grid.record(), "composite": method, "fill": fill,
+              "acquisitions_per_step": [int(n) for n in per_step], "empty_steps": int((per_step == 0).sum())}
+    warning = grid_warning(grid, times[step >= 0], record["empty_steps"])
+    if warning is not None:
+        log.warning("%s", warning)
+        record["warning"] = warning
+    attrs = {k: v for k, v in cube.attrs.items() if k != "time_grid"}
+    ds = xr.Dataset(
+        {"reflectance": reflectance, "valid": valid, "clear_count": clear_count, "valid_fraction": fraction,
+         "aoi_mask": aoi_mask},
+        coords={"item_ids": ("time", np.array(labels, dtype=str)), "band": cube["band"].values,
+                "y": cube["y"].values, "x": cube["x"].values},
+        attrs={**attrs, "time_grid": record},
+    )
+    return _store_chunks(ds, cube)
+
+
+def _store_chunks(ds: xr.Dataset, cube: xr.Dataset) -> xr.Dataset:
+    """One step per chunk and the cube's spatial chunks (uniform, as Zarr needs); numpy stays numpy."""
+    if cube["reflectance"].chunks is None:
+        return ds
+    y, x = cube["reflectance"].chunks[2][0], cube["reflectance"].chunks[3][0]
+    return ds.chunk({"time": 1, "band": -1, "y": y, "x": x})
