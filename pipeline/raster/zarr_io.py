@@ -12,6 +12,15 @@ centres in that CRS):
     ``valid`` (time, y, x) bool, True for a clear observation per the QA decoding (without a
     quality band: every band holds data, i.e. is not its nodata).
     ``valid_fraction`` (time,) float32, share of valid pixels per date.
+``composite.zarr`` (stage ``pipeline.composite``, with ``cube.period``)
+    The cube on a regular time grid (:mod:`pipeline.timegrid`): ``time`` = step start
+    (datetime64[ns]); ``reflectance`` (time, band, y, x) float32 composite of the step's clear
+    observations, filled in time where it has none (``cube.fill``), NaN where never clear;
+    ``valid`` (time, y, x) bool, the step has >= 1 clear observation (not filled);
+    ``clear_count`` (time, y, x) uint16; ``valid_fraction`` (time,) float32; ``aoi_mask``;
+    ``item_ids`` per step (comma-joined, "" when empty); no ``qa``; attrs of the cube plus
+    ``time_grid`` (period, composite, fill, start, end, steps, step_ends,
+    acquisitions_per_step, empty_steps, warning).
 ``features.zarr`` (stage ``pipeline.features``)
     ``features`` (time, channel, y, x) float16, ``valid`` (time, y, x) bool.
 ``labels.zarr`` (stage ``pipeline.labels``)
