@@ -127,7 +127,7 @@ def test_clear_count_validity_and_empty_steps() -> None:
     np.testing.assert_array_equal(out.clear_count.values, count)
     assert out.clear_count.dtype == np.uint16 and out.valid.dtype == bool
     np.testing.assert_array_equal(out.valid.values, count > 0)
-    assert [int(len(g)) for g in groups] == out.attrs["time_grid"]["acquisitions_per_step"] == [2, 1, 0, 3, 0, 1]
+    assert [len(g) for g in groups] == out.attrs["time_grid"]["acquisitions_per_step"] == [2, 1, 0, 3, 0, 1]
     assert out.attrs["time_grid"]["empty_steps"] == 2
     assert list(out.item_ids.values) == ["LC08_20210102,LC08_20210110", "LC08_20210120", "",
                                          "LC08_20210218,LC08_20210224,LC08_20210303", "", "LC08_20210325"]
