@@ -59,6 +59,11 @@ def design_json():
                        "patch": config["train"]["patch"]})
 
 
+def target_json():
+    """What the maps show (the predict keys target and period) for the labels and evaluate stages."""
+    return json.dumps({"target": config["predict"]["target"], "period": config["predict"]["period"]})
+
+
 def train_json(wildcards):
     """The train section for the model of this job, with the class table."""
     return model_train_json(wildcards.model)
@@ -131,6 +136,8 @@ def model_train_json(model, overrides=None):
     model, strategy = split_model_name(model)  # {model}_relearn_{strategy}: relearning
     options = {**config["train"], **(overrides or {}), "model": model, "relearning": strategy,
                "classes": config["classes"]}
+    if config["predict"]["target"] == "period":  # the test is spatial (test blocks); no date to hold out
+        options["holdout_last_date"] = False
     if strategy == "none":  # relearning-only settings do not change (rerun) the other models
         for key in ("relearning_base", "segment_method", "segment_scale", "segment_size"):
             options.pop(key, None)

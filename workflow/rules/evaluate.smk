@@ -18,6 +18,7 @@ rule evaluate_map:
         ),
     params:
         classes=section_json("classes"),
+        target=target_json(),
         options=section_json("evaluation"),
         model=subpath(input.card, parent=True),
         folder=subpath(output.accuracy, parent=True),
@@ -30,5 +31,6 @@ rule evaluate_map:
         "../../envs/report.yaml"
     shell:
         "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
+        " --target {params.target:q}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
         " --out {params.folder} > {log} 2>&1"

@@ -106,6 +106,7 @@ rule evaluate_experiment_map:
         report="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/report.html",
     params:
         classes=section_json("classes"),
+        target=target_json(),
         options=experiment_evaluation_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.accuracy, parent=True),
@@ -122,6 +123,7 @@ rule evaluate_experiment_map:
         "../../envs/report.yaml"
     shell:
         "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
+        " --target {params.target:q}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
         " --out {params.folder} {params.fold} > {log} 2>&1"
 

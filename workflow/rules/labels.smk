@@ -12,6 +12,7 @@ rule build_labels:
         labels=section_json("labels"),
         classes=section_json("classes"),
         design=design_json(),
+        target=target_json(),
     log:
         "logs/build_labels/{aoi}.log",
     threads: 1
@@ -21,4 +22,5 @@ rule build_labels:
         "../../envs/train.yaml"
     shell:
         "python -m pipeline.labels --cube {input.cube} --out {output.labels}"
-        " --classes {params.classes:q} --options {params.labels:q} --design {params.design:q} > {log} 2>&1"
+        " --classes {params.classes:q} --options {params.labels:q} --design {params.design:q}"
+        " --target {params.target:q} > {log} 2>&1"
