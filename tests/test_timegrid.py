@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from affine import Affine
 from test_experiments import REPO, job_counts, tiny_config
 
 from pipeline.composite import main, run_composite
@@ -284,3 +285,22 @@ def test_cloud_subset_refuses_features_on_a_time_grid() -> None:
         subset_features(features, SubsetOptions(max_cloud_cover=10, source="aoi"))
     features.attrs.pop("time_grid")
     assert subset_features(features, SubsetOptions(max_cloud_cover=100, source="aoi", min_dates=1)).sizes["time"] == 6
+
+
+def test_dated_labels_go_to_the_step_holding_their_day() -> None:
+    from pipeline.reference.build import LabelLayers, stack_on_cube_dates
+    from pipeline.reference.dates import match_steps
+    from pipeline.reference.rasterize import CubeGrid
+
+    grid = time_grid(START, END, "16D")
+    days = [np.datetime64(d) for d in ("2021-01-20", "2021-01-03", "2021-01-16", "2021-04-10")]
+    match = match_steps(days, grid.starts, grid.ends)
+    assert match.cube_index == (1, 0, 0, -1) and match.unmatched == ("2021-04-10",)
+    early, late = np.zeros((2, 3), np.uint8), np.zeros((2, 3), np.uint8)
+    early[0, :2], late[0, 1:] = 1, 2  # two dates of step 0: the later wins where both label
+    layers = LabelLayers(dated=[(days[2], late), (days[1], early)], static=None)
+    cube_grid = CubeGrid(crs="EPSG:32649", transform=Affine(30.0, 0.0, 0.0, 0.0, -30.0, 90.0), shape=(2, 3),
+                         times=grid.starts)
+    labels, unmatched = stack_on_cube_dates(layers, cube_grid, tolerance_days=0, step_ends=grid.ends)
+    np.testing.assert_array_equal(labels[0], [[1, 2, 2], [0, 0, 0]])
+    assert not labels[1:].any() and unmatched == []

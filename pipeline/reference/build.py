@@ -24,7 +24,7 @@ from rasterio.crs import CRS
 from pipeline.errors import ConfigError, LabelError
 from pipeline.reference.classes import ClassTable
 from pipeline.reference.codes import LabelCodes, codes_to_class_ids
-from pipeline.reference.dates import date_from_name, match_dates, parse_day
+from pipeline.reference.dates import date_from_name, match_dates, match_steps, parse_day
 from pipeline.reference.options import LabelOptions
 from pipeline.reference.rasterize import (
     CubeGrid,
@@ -240,9 +240,11 @@ def _feature_days(gdf: pd.DataFrame, date_field: str | None, what: str) -> np.nd
 
 def stack_on_cube_dates(
     layers: LabelLayers, grid: CubeGrid, *, tolerance_days: int, static_steps: np.ndarray | None = None,
+    step_ends: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Place the layers on the cube's time axis; the static layer on ``static_steps`` ((time,)
-    bool, default every step).
+    bool, default every step). ``step_ends`` ((time,) datetime64, exclusive): the store is on a
+    regular time grid, a dated layer goes to the step holding its day (:func:`match_steps`).
 
     Returns labels dims (time, y, x) uint8 (0 = unlabelled) and the unmatched label days
     (ISO strings). Raises :class:`LabelError` when layers exist but none matches a cube date.
@@ -251,8 +253,10 @@ def stack_on_cube_dates(
     labels = np.zeros((t, *grid.shape), dtype=np.uint8)
     if layers.static is not None:
         labels[np.ones(t, bool) if static_steps is None else static_steps] = layers.static
-    match = match_dates([d for d, _ in layers.dated], grid.times, tolerance_days=tolerance_days)
-    for (day, layer), ti in zip(layers.dated, match.cube_index):
+    days = [d for d, _ in layers.dated]
+    match = (match_dates(days, grid.times, tolerance_days=tolerance_days) if step_ends is None
+             else match_steps(days, grid.times, step_ends))
+    for (day, layer), ti in sorted(zip(layers.dated, match.cube_index), key=lambda pair: pair[0][0]):
         if ti >= 0:
             np.copyto(labels[ti], layer, where=layer != 0)
     if layers.dated and layers.static is None and all(i < 0 for i in match.cube_index):
@@ -334,8 +338,10 @@ def build_labels(cube: xr.Dataset, table: ClassTable, options: LabelOptions, *,
     source = Path(options.source)
     layers, fmt = _read_layers(source, grid, table, options)
     layers = _drop_classes(layers, table, drop_classes)
+    ends = (cube.attrs.get("time_grid") or {}).get("step_ends")  # a regular grid (pipeline.timegrid)
     labels, unmatched = stack_on_cube_dates(layers, grid, tolerance_days=options.date_tolerance_days,
-                                            static_steps=static_steps)
+                                            static_steps=static_steps,
+                                            step_ends=None if ends is None else np.array(ends, "datetime64[D]"))
     n_before = int(np.count_nonzero(labels.reshape(labels.shape[0], -1).any(axis=1)))
     reference = labels
     labels, kept = _scarce(labels, layers, options, static_steps)

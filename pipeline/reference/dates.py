@@ -138,3 +138,30 @@ def match_dates(
             len(unmatched), tolerance_days, ", ".join(unmatched),
         )
     return DateMatch(cube_index=tuple(index), unmatched=tuple(unmatched))
+
+
+def match_steps(label_days: Sequence[np.datetime64], starts: np.ndarray, ends: np.ndarray) -> DateMatch:
+    """Match each label day to the step of a regular time grid (:mod:`pipeline.timegrid`) that
+    holds it: ``starts[i] <= day < ends[i]`` (datetime64, any unit; ``ends`` exclusive, from the
+    store's ``time_grid.step_ends``). A step composites several acquisitions, so several label
+    days may share it: the caller stacks them in date order (later labels win where both label).
+    """
+    first = np.asarray(starts).astype("datetime64[D]")
+    last = np.asarray(ends).astype("datetime64[D]")
+    index: list[int] = []
+    unmatched: list[str] = []
+    for day in label_days:
+        day = np.datetime64(day, "D")
+        i = int(np.searchsorted(first, day, side="right")) - 1
+        if i < 0 or day >= last[i]:
+            index.append(-1)
+            unmatched.append(str(day))
+        else:
+            index.append(i)
+    if unmatched:
+        log.warning("%d label date(s) lie outside the time grid %s .. %s and are ignored: %s", len(unmatched),
+                    first[0] if first.size else "-", last[-1] if last.size else "-", ", ".join(unmatched))
+    shared = len(index) - len(set(index) - {-1}) - index.count(-1)
+    if shared:
+        log.info("%d label date(s) share a grid step with another: stacked in date order", shared)
+    return DateMatch(cube_index=tuple(index), unmatched=tuple(unmatched))

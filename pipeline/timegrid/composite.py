@@ -38,6 +38,7 @@ warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=
 warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
 
 LOWEST = np.float32(-3.0e38)  # score of a clear observation whose NDVI is not finite (still beats none)
+FILL_CHUNK_ELEMENTS = 2**22  # values per chunk of the fill (whole time axis): about 16 MB of float32
 
 
 def ndvi_bands(bands: list[str]) -> tuple[str, str]:
@@ -106,7 +107,7 @@ def interp_time(values: np.ndarray, x: np.ndarray) -> np.ndarray:
     ``numpy.interp``); all-NaN series stay NaN. Vectorised over the leading axes; float32."""
     t = values.shape[-1]
     ok = np.isfinite(values)
-    pos = np.arange(t)
+    pos = np.arange(t, dtype=np.int32)
     prev = np.maximum.accumulate(np.where(ok, pos, -1), axis=-1)
     nxt = np.flip(np.minimum.accumulate(np.flip(np.where(ok, pos, t), -1), axis=-1), -1)
     lo = np.clip(np.where(prev >= 0, prev, nxt), 0, t - 1)
@@ -123,7 +124,12 @@ def fill_linear(reflectance: xr.DataArray) -> xr.DataArray:
     """``reflectance`` (time, band, y, x) float32 with NaN steps filled by :func:`interp_time`
     over the time coordinate (days); lazy with dask (time in one chunk, one band per chunk)."""
     x = ((reflectance["time"].values - reflectance["time"].values[0]) / np.timedelta64(1, "D")).astype(np.float64)
-    data = reflectance.chunk({"time": -1, "band": 1}) if reflectance.chunks is not None else reflectance
+    data = reflectance
+    if reflectance.chunks is not None:  # whole time axis per chunk: smaller y/x chunks for long series
+        y, xx = reflectance.chunks[2][0], reflectance.chunks[3][0]
+        while y * xx * reflectance.sizes["time"] > FILL_CHUNK_ELEMENTS and min(y, xx) > 32:
+            y, xx = max(y // 2, 32), max(xx // 2, 32)
+        data = reflectance.chunk({"time": -1, "band": 1, "y": y, "x": xx})
     filled = xr.apply_ufunc(interp_time, data, kwargs={"x": x}, input_core_dims=[["time"]],
                             output_core_dims=[["time"]], dask="parallelized", output_dtypes=[np.float32])
     return filled.transpose(*reflectance.dims)
