@@ -4,8 +4,9 @@
 --labels results/demo/labels.zarr --classes '<classes JSON>' --options '<evaluation JSON>'
 --model results/demo/models/semi_convlstm --out results/demo/reports/semi_convlstm [--fold K]``
 
-The reference is ``labels.zarr``'s ``reference`` (every label of the source, no scarcity) at the
-step the map was made for (``--target``: the last step of the map's period, or the last date). Which reference pixels are scored follows
+The reference is ``labels.zarr``'s ``reference`` (every label of the source, no scarcity): for a
+map of a period (``--target``) the latest label of each pixel within the period, for the paper's
+per-date protocol that of the last date. Which reference pixels are scored follows
 the AOI's test design (``labels.zarr`` ``split``, :mod:`pipeline.split.design`): with
 ``spatial_blocks`` (default) only the pixels of the test blocks, which no model trained or
 validated on at any date; with ``--fold K`` the blocks of cross-validation fold K; with
@@ -42,7 +43,7 @@ from pipeline.raster.zarr_io import open_store
 from pipeline.reference.classes import ClassTable
 from pipeline.split.blocks import block_index
 from pipeline.split.design import TEST, region_from_store
-from pipeline.timegrid.period import TargetOptions, map_step, resolve_period, series_range
+from pipeline.timegrid.period import TargetOptions, map_step, period_steps, resolve_period, series_range
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,20 @@ def reference_at(labels: xr.Dataset, when: np.datetime64) -> np.ndarray:
     if not (ref > 0).any():
         raise AccuracyError(f"no reference labels for the map date {str(when)[:10]} (the label source labels no "
                             f"pixel of that date); label that date to evaluate the map")
+    return ref
+
+
+def reference_of_period(labels: xr.Dataset, steps: np.ndarray, period: tuple[np.datetime64, np.datetime64]) -> np.ndarray:
+    """Reference class ids (y, x) uint8 of a period map: per pixel, the label of the latest step of
+    the period (``steps``, (time,) bool) that labels it (static labels: the same at every step;
+    dated labels: the last survey of the period)."""
+    ref = np.zeros(labels["reference"].shape[1:], dtype=np.uint8)
+    for i in np.flatnonzero(steps):  # chronological: later labels win
+        layer = np.asarray(labels["reference"].isel(time=int(i)).values)
+        np.copyto(ref, layer, where=layer > 0)
+    if not (ref > 0).any():
+        raise AccuracyError(f"no reference labels in the map period {period[0]} .. {period[1]}; label that period "
+                            f"(labels.static: true for one land-cover map) or set predict.period to a labelled one")
     return ref
 
 
@@ -203,8 +218,13 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
     labels = open_store(labels_path, required=("reference",))
     class_map = read_map(map_path, labels.attrs)
     target = target or TargetOptions(target="last_date")
-    when = labels.time.values[map_step(labels.time.values, target, attrs=labels.attrs)]
-    reference = reference_at(labels, when)
+    times = labels.time.values
+    when = times[map_step(times, target, attrs=labels.attrs)]
+    if target.target == "period":
+        period = resolve_period(target, *series_range(times, labels.attrs))
+        reference = reference_of_period(labels, period_steps(times, *period), period)
+    else:
+        reference = reference_at(labels, when)
     region, record = region_from_store(labels, fold=fold)
     scored = scored_pixels(reference, region, record)
     if not scored.any():
@@ -213,8 +233,7 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
     report = accuracy_report(np.where(scored, reference, 0).astype(reference.dtype), class_map, table)
     report["map_date"] = str(when)[:10]
     if target.target == "period":
-        start, end = resolve_period(target, *series_range(labels.time.values, labels.attrs))
-        report["map_period"] = {"start": str(start), "end": str(end)}
+        report["map_period"] = {"start": str(period[0]), "end": str(period[1])}
     report["design"] = design_summary(record, region, reference, scored, class_map)
     report["evaluated_pixels"] = report["design"]["test_pixels"]
     if report["design"]["unmapped_test_pixels"]:

@@ -142,3 +142,17 @@ def with_test_design(labels, classes, **design):
         labels = labels.assign(reference=labels["labels"])
     options = DesignOptions.from_mapping({"design": "paper", "folds": 2, **design})
     return with_design(labels, ClassTable.from_config(classes), options)
+
+
+def paper_protocol(config: dict) -> dict:
+    """``config`` with the overrides of the paper-protocol profile (per-date cube, per-date labels
+    with cloud and shadow classes, the map of the last date), merged section by section as
+    Snakemake merges config files: the plumbing tests run the per-date path, which the tiling and
+    cloud-cover machinery need; the period path has its own workflow tests."""
+    import yaml
+
+    profile = REPO / "workflow" / "profiles" / "paper-protocol" / "paper-protocol.yaml"
+    out = dict(config)
+    for key, value in yaml.safe_load(profile.read_text()).items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from conftest import paper_protocol
 import zarr
 
 from pipeline import experiments
@@ -321,7 +322,7 @@ def test_subset_store_keeps_dates_and_values(tmp_path: Path) -> None:
 
 # ---- Snakemake targets (dry runs) -------------------------------------------------------------
 def tiny_config() -> dict:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
     config["aois"] = {"mini": {"bbox": [112.92, 28.12, 112.94, 28.14], "start": "2021-01-01", "end": "2021-12-31",
                                "crs": "EPSG:32649"}}
     config["train"].update(time_steps=4, label_fraction=1.0, search_space={"max_features": ["log2"], "C": [1.0]})

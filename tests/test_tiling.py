@@ -164,10 +164,11 @@ def test_tiling_config_is_checked() -> None:
     import copy
 
     import yaml
+    from conftest import paper_protocol
 
     from pipeline.config import check_config
 
-    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    base = paper_protocol(yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text()))
     assert check_config(copy.deepcopy(base))["tiling"] == {"tile_size": None, "overlap": None}  # untiled default
     config = copy.deepcopy(base)
     config["tiling"] = {"tile_size": 100}

@@ -94,3 +94,20 @@ def test_static_labels_label_the_period_steps_once_thinned(tmp_path: Path, caplo
     for cid in (1, 2):
         assert (kept == cid).sum() == int(np.floor((ref[12] == cid).sum() * 0.2))
     assert ds.attrs["time_grid"]["start"] == "2021-01-01"
+
+
+def test_reference_of_a_period_is_the_latest_label_of_each_pixel() -> None:
+    from pipeline.errors import AccuracyError
+    from pipeline.evaluate import reference_of_period
+
+    ref = np.zeros((4, 2, 3), np.uint8)
+    ref[1, 0, :] = 1  # a survey in the period
+    ref[2, 0, 0], ref[2, 1, 2] = 2, 2  # a later one: wins where it labels
+    ref[3] = 3  # after the period: ignored
+    labels = xr.Dataset({"reference": (("time", "y", "x"), ref)}, coords={"time": MONTHS[:4]})
+    steps = np.array([True, True, True, False])
+    out = reference_of_period(labels, steps, (np.datetime64("2021-01-01"), np.datetime64("2021-03-31")))
+    assert out.tolist() == [[2, 1, 1], [0, 0, 2]]
+    with pytest.raises(AccuracyError, match="no reference labels in the map period"):
+        reference_of_period(labels, np.array([True, False, False, False]),
+                            (np.datetime64("2021-01-01"), np.datetime64("2021-01-31")))

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from conftest import paper_protocol
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def small_config() -> dict:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
     config["demo"].update(size=72, n_dates=10, overcast_dates=1, start="2021-01-01", end="2021-12-31")
     lon, lat = config["demo"]["center"]
     config["train"].update(time_steps=4, hidden=8, patch=16, stride=8, epochs=2, max_windows_per_epoch=6,
@@ -136,3 +137,53 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
     assert "vote_map" in out and "evaluate_voted_map" in out
     for rule in ("train_model", "predict_map", "rule evaluate_map"):
         assert rule not in out
+
+
+def period_config() -> dict:
+    """The small demo as the product runs it: monthly composites, one land-cover raster, the map of 2021."""
+    config = small_config()
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key in ("cube", "labels", "predict"):
+        config[key] = {**config[key], **base[key]}
+    config["classes"] = base["classes"]
+    return config
+
+
+@pytest.mark.workflow
+def test_period_map_from_monthly_composites(tmp_path: Path) -> None:
+    """`maps` with the product's defaults: the cube is composited into 12 monthly steps, the models
+    see a clear channel, static labels label the steps of 2021 only, and the map and its report
+    are those of the period 2021, scored on the spatial test blocks."""
+    import json
+
+    import rasterio
+
+    config = period_config()
+    assert config["cube"]["period"] == "1MS" and config["labels"]["static"] and config["predict"]["target"] == "period"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(tmp_path, "maps")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    aoi = tmp_path / "results" / "mini"
+    grid = xr.open_zarr(aoi / "composite.zarr")
+    assert grid.sizes["time"] == 12 and str(grid.time.values[0])[:10] == "2021-01-01"
+    features = xr.open_zarr(aoi / "features.zarr")
+    assert features.sizes["time"] == 12 and str(features.channel.values[-1]) == "clear"
+    clear = features["features"].sel(channel="clear").values.astype(bool)
+    assert np.array_equal(clear, features["valid"].values)
+    labels = xr.open_zarr(aoi / "labels.zarr")
+    per_step = (labels["reference"].values > 0).sum(axis=(1, 2))
+    assert (per_step == per_step[0]).all() and per_step[0] > 0  # the static raster on every step of 2021
+    assert set(np.unique(labels["reference"].values)) <= {0, 1, 2, 3, 4}  # no cloud or shadow class
+    item = json.loads((aoi / "maps" / "semi_convlstm" / "item.json").read_text())
+    props = item["properties"]
+    assert props["start_datetime"][:10] == "2021-01-01" and props["end_datetime"][:10] == "2021-12-31"
+    assert props["pipeline:target"] == "period" and props["pipeline:map_step"] == "2021-12-01"
+    with rasterio.open(aoi / "maps" / "semi_convlstm" / "classes.tif") as src:
+        assert set(np.unique(src.read(1))) <= {0, 1, 2, 3, 4}
+    acc = json.loads((aoi / "reports" / "semi_convlstm" / "accuracy.json").read_text())
+    assert acc["map_period"] == {"start": "2021-01-01", "end": "2021-12-31"} and acc["map_date"] == "2021-12-01"
+    assert acc["design"]["kind"] == "spatial_blocks" and acc["evaluated_pixels"] == acc["design"]["test_pixels"] > 0
+    card = json.loads((aoi / "models" / "semi_convlstm" / "model_card.json").read_text())
+    assert card["options"]["holdout_last_date"] is False
+    html = (aoi / "reports" / "semi_convlstm" / "report.html").read_text()
+    assert "Land cover of the period 2021-01-01 .. 2021-12-31" in html and "1MS median composites" in html
