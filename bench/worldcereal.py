@@ -13,12 +13,15 @@ workflow, with nothing from the pipeline but its ``python -m pipeline.index`` co
   own, not from a band of a multi-band asset), Sentinel-2 as one file per band (SCL included), the
   20 m bands kept at 20 m so that the cube stage resamples them onto the 10 m grid;
 - a local STAC catalog per sensor, indexed by ``python -m pipeline.index`` (relative hrefs);
-- the reference as a crop-code GeoTIFF (uint16, the source's codes, 0 = not in the registry),
-  one file per labelled acquisition date (the pipeline's label rasters are dated), mapped to the
-  class table by ``labels.value_map`` / ``labels.ignore_values``;
+- the reference as ONE crop-code GeoTIFF (uint16, the source's codes, 0 = not in the registry),
+  undated (``labels.static: true``: the 2018 registry labels every step of the map's period),
+  mapped to the class table by ``labels.value_map`` / ``labels.ignore_values``;
 - the AOI as a GeoPackage in EPSG:32631 holding the patch's exact bounds (a lon/lat ``bbox``
   cannot express a 10 m grid exactly) and a config YAML per sensor that sets only data-specific
-  keys: everything else is the project's defaults (the schema's).
+  keys: everything else is the project's defaults (the schema's). The map is the land cover of
+  2018 (``predict.period``: the registry's year, within the data's span 2017-08-01 - 2018-11-30);
+  Landsat 8 keeps the default time grid (16-day composites, its revisit), Sentinel-2 gets 10-day
+  steps (two satellites, 5-day revisit, but about half the acquisitions are cloudy).
 
 Grid conventions, checked by :func:`grid_transform`: the netCDF ``x``/``y`` coordinates are pixel
 centres (first x = 501365 = west edge 501360 + 5 m), ``y`` decreases (north-up rows), so the
@@ -45,7 +48,7 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +87,9 @@ VALUE_MAP = {1200: 1, 9120: 2, 7900: 3, 2130: 3, 5100: 3}
 CROP_CODES = {0: "none", 1200: "maize", 9120: "permanent grassland", 7900: "other legumes",
               2130: "cabbages", 5100: "potatoes"}
 
-PERIOD = ("2017-08-01", "2018-10-21")   # the map date is the last acquisition: 2018-10-21, clear for both
-SEASON_START = "2018-05-01"             # label dates: acquisitions of the 2018 season (maize sown in May)
+PERIOD = ("2017-08-01", "2018-11-30")   # the data's span (AOI dates)
+MAP_PERIOD = {"start": "2018-01-01", "end": "2018-11-30"}   # the registry's year, as far as the data go
+TIME_GRID = {"landsat8": None, "sentinel2": "10D"}          # cube.period (None: the default, 16 days)
 SENSORS = ("landsat8", "sentinel2")
 
 
@@ -96,9 +100,8 @@ class Converted:
     dest: Path
     images: dict[str, Path] = field(default_factory=dict)     # sensor -> folder of COGs
     catalogs: dict[str, Path] = field(default_factory=dict)   # sensor -> STAC catalog folder
-    labels: dict[str, Path] = field(default_factory=dict)     # sensor -> folder of dated label rasters
     configs: dict[str, Path] = field(default_factory=dict)    # sensor -> config YAML
-    reference: Path | None = None                             # the crop-code GeoTIFF (undated)
+    reference: Path | None = None                             # the crop-code GeoTIFF (undated, static)
     aoi: Path | None = None                                   # AOI GeoPackage (EPSG:32631)
 
 
@@ -221,28 +224,6 @@ def class_counts(data: Path = DATA) -> dict[str, int]:
     return out
 
 
-def acquisition_days(sensor: str, data: Path = DATA) -> list[str]:
-    """The distinct acquisition days (ISO) of a sensor's series."""
-    kind = "L8_SR_10m" if sensor == "landsat8" else "S2_L2A_10m"
-    days = open_netcdf(kind, data)["timestamp"].values.astype("datetime64[D]")
-    return sorted({str(d) for d in days})
-
-
-def write_dated_labels(reference: Path, folder: Path, days: Iterable[str]) -> Path:
-    """One label raster per day, ``crop_type_<day>.tif``: hard links to ``reference`` (the
-    pipeline's label rasters carry one date each; the registry is valid all season)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for day in days:
-        target = folder / f"crop_type_{day}.tif"
-        if target.exists():
-            target.unlink()
-        try:
-            os.link(reference, target)
-        except OSError:
-            target.write_bytes(reference.read_bytes())
-    return folder
-
-
 def write_aoi(path: Path) -> Path:
     """The patch's bounds as a polygon GeoPackage in EPSG:32631."""
     import geopandas as gpd
@@ -263,7 +244,7 @@ def index_catalog(images: Path, catalog: Path, sensor: str, *, python: str = sys
         args = ["--pattern", r"S2_(?P<date>[0-9T-]+)_(?P<asset>B[0-9A]+|SCL)\.tif", "--platform", "sentinel-2"]
     cmd = [python, "-m", "pipeline.index", str(images), "--out", str(catalog), "--date-format", "%Y-%m-%dT%H%M%S",
            "--collection", f"worldcereal-be-2018-{sensor}", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return catalog
@@ -285,16 +266,20 @@ def sensor_section(sensor: str) -> dict:
 
 def sensor_config(sensor: str, conv: Converted) -> dict:
     """A config with only the data-specific keys; paths relative to ``conv.dest`` (the workdir)."""
-    rel = lambda p: os.path.relpath(p, conv.dest)  # noqa: E731
+    rel = lambda p: os.path.relpath(p, conv.dest)
+    cube: dict = {"resolution": 10, "anchor": "edge"}
+    if TIME_GRID[sensor]:
+        cube["period"] = TIME_GRID[sensor]
     return {
         "aois": {"wcbe": {"geometry": rel(conv.aoi), "start": PERIOD[0], "end": PERIOD[1], "crs": f"EPSG:{EPSG}"}},
         "catalog": {"url": rel(conv.catalogs[sensor]), "collection": f"worldcereal-be-2018-{sensor}",
                     "platforms": ["landsat-8"] if sensor == "landsat8" else ["sentinel-2"],
                     "max_cloud_cover": 100},
         "sensor": sensor_section(sensor),
-        "cube": {"resolution": 10, "anchor": "edge"},
-        "labels": {"source": rel(conv.labels[sensor]), "ignore_values": [0],
+        "cube": cube,
+        "labels": {"source": rel(conv.reference), "static": True, "ignore_values": [0],
                    "value_map": {int(k): v for k, v in VALUE_MAP.items()}},
+        "predict": {"period": dict(MAP_PERIOD)},
         "classes": CLASSES,
     }
 
@@ -316,8 +301,6 @@ def convert(dest: str | os.PathLike[str], *, sensors: Sequence[str] = SENSORS, d
         conv.catalogs[sensor] = conv.dest / sensor / "catalog"
         if index:
             index_catalog(images, conv.catalogs[sensor], sensor)
-        days = [d for d in acquisition_days(sensor, data) if SEASON_START <= d <= PERIOD[1]]
-        conv.labels[sensor] = write_dated_labels(conv.reference, conv.dest / sensor / "labels", days)
         conv.configs[sensor] = conv.dest / f"{sensor}.yaml"
         conv.configs[sensor].write_text(yaml.safe_dump(sensor_config(sensor, conv), sort_keys=False))
     return conv

@@ -1,9 +1,9 @@
 """Real data end to end: the WorldCereal Belgium 2018 patch (``../shared/data/worldcereal-be-2018``,
 64 x 64 px at 10 m, EPSG:32631) converted as a user would (``bench/worldcereal.py``: COGs per
 acquisition, ``python -m pipeline.index``, crop-code label rasters, one config per sensor with the
-data-specific keys only), then ``snakemake maps`` on Landsat 8 with the default spatial test design
-and a small training budget: the map lies on the patch's grid, and the report scores the test
-blocks of ``labels.zarr`` only."""
+data-specific keys only), then ``snakemake maps`` on Landsat 8 with the default time grid (16-day
+composites), the default spatial test design and a small training budget: the map of 2018 lies on
+the patch's grid, and the report scores the test blocks of ``labels.zarr`` only."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from affine import Affine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-import worldcereal  # noqa: E402  (bench/worldcereal.py)
-from test_workflow_demo import snakemake  # noqa: E402  (the demo test's runner: same flags, same timeout)
+import worldcereal
+from test_workflow_demo import snakemake
 
 GRID = Affine(10.0, 0.0, 501360.0, 0.0, -10.0, 5629680.0)
 AOI = "wcbe"
+MAP_STEP = "2018-11-24"  # the last 16-day step from the AOI start (2017-08-01) inside the period 2018
 # a training budget for 2 CPU cores; everything else is the project's defaults (the schema's)
 SMALL_TRAIN = {"time_steps": 6, "hidden": 8, "patch": 32, "stride": 16, "epochs": 2, "max_windows_per_epoch": 6,
                "rampup_epochs": 1}
@@ -85,14 +86,18 @@ def test_conversion_keeps_grid_values_and_codes(converted: worldcereal.Converted
     assert dict(zip(codes.tolist(), counts.tolist())) == {0: 1860, 1200: 1249, 2130: 31, 5100: 25, 7900: 96,
                                                           9120: 835}
     config = yaml.safe_load(converted.configs["landsat8"].read_text())
-    assert set(config) == {"aois", "catalog", "sensor", "cube", "labels", "classes"}
+    assert set(config) == {"aois", "catalog", "sensor", "cube", "labels", "predict", "classes"}
+    assert config["predict"] == {"period": {"start": "2018-01-01", "end": "2018-11-30"}}
+    assert config["labels"]["static"] is True and config["labels"]["value_map"][2130] == 3
 
 
 @pytest.mark.workflow
 def test_landsat_map_lies_on_the_patch_grid(landsat_run: Path) -> None:
     cube = xr.open_zarr(landsat_run / "cube.zarr")
     assert cube.attrs["crs"] == "EPSG:32631" and list(cube.attrs["transform"])[:6] == list(GRID)[:6]
-    assert cube.sizes["time"] == 22 and cube.sizes["band"] == 6  # 24 acquisitions on 22 days up to 2018-10-21
+    assert cube.sizes["time"] == 24 and cube.sizes["band"] == 6  # 26 acquisitions on 24 days (two same-day pairs)
+    composite = xr.open_zarr(landsat_run / "composite.zarr")
+    assert composite.sizes["time"] == 31 and str(composite["time"].values[-1])[:10] == MAP_STEP
     with rasterio.open(landsat_run / "maps" / "semi_convlstm" / "classes.tif") as src:
         assert src.crs.to_epsg() == 32631 and src.transform == GRID and src.shape == (64, 64)
         classes = src.read(1)
@@ -105,10 +110,10 @@ def test_landsat_report_scores_the_test_blocks_only(landsat_run: Path) -> None:
     split, reference = labels["split"].values, labels["reference"].values
     assert split.shape == (64, 64) and set(np.unique(split)) == {0, 1, 2}
     assert labels.attrs["design"]["kind"] == "spatial_blocks"
-    assert str(labels["time"].values[-1])[:10] == "2018-10-21"
+    assert str(labels["time"].values[-1])[:10] == MAP_STEP
 
     report = json.loads((landsat_run / "reports" / "semi_convlstm" / "accuracy.json").read_text())
-    assert report["design"]["kind"] == "spatial_blocks" and report["map_date"] == "2018-10-21"
+    assert report["design"]["kind"] == "spatial_blocks" and report["map_date"] == MAP_STEP
     test = (split == 1) & (reference[-1] > 0)
     assert report["evaluated_pixels"] == report["design"]["test_pixels"] == int(test.sum())
     support = {name: c["support"] for name, c in report["per_class"].items()}
@@ -123,16 +128,16 @@ def test_landsat_report_scores_the_test_blocks_only(landsat_run: Path) -> None:
 @pytest.mark.workflow
 def test_sentinel2_cube_resamples_the_20m_bands_onto_the_10m_grid(tmp_path: Path, data_dir: Path) -> None:
     converted = worldcereal.convert(tmp_path, sensors=("sentinel2",), data=data_dir)
-    item = json.loads(sorted((converted.catalogs["sentinel2"] / "items").glob("*.json"))[0].read_text())
+    item = json.loads(min((converted.catalogs["sentinel2"] / "items").glob("*.json")).read_text())
     assert item["assets"]["B11"]["proj:shape"] == [32, 32] and item["properties"]["proj:shape"] == [64, 64]
     proc = snakemake(tmp_path, f"results/{AOI}/cube.zarr", "--configfile", str(converted.configs["sentinel2"]))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cube = xr.open_zarr(tmp_path / "results" / AOI / "cube.zarr")
-    assert cube.sizes["time"] == 108 and list(cube.attrs["transform"])[:6] == list(GRID)[:6]  # 118 up to 2018-10-21
+    assert cube.sizes["time"] == 118 and list(cube.attrs["transform"])[:6] == list(GRID)[:6]
     d10, d20 = worldcereal.open_netcdf("S2_L2A_10m", data_dir), worldcereal.open_netcdf("S2_L2A_20m", data_dir)
     i = 107  # 2018-10-21, clear
-    assert str(d10["timestamp"].values[i])[:10] == str(cube["time"].values[-1])[:10] == "2018-10-21"
-    last = cube.isel(time=-1).load()
+    assert str(d10["timestamp"].values[i])[:10] == str(cube["time"].values[i])[:10] == "2018-10-21"
+    last = cube.isel(time=i).load()
     refl = last["reflectance"]
     np.testing.assert_allclose(refl.sel(band="red").values, d10["B04"].values[i] * 1e-4, rtol=1e-6)
     up = np.repeat(np.repeat(d20["B11"].values[i], 2, axis=0), 2, axis=1)  # 20 m pixel = 2 x 2 pixels at 10 m
