@@ -30,6 +30,12 @@ def test_default_period_is_the_last_full_calendar_year() -> None:
     # without the grid's end, the last step starts on 2022-12-01: 2022 is not complete, 2021 is
     first, last = series_range(MONTHS)
     assert [str(d) for d in resolve_period(TargetOptions(), first, last)] == ["2021-01-01", "2021-12-31"]
+    # a series without a full calendar year (Aug 2017 - Nov 2018): its last twelve months
+    first, last = np.datetime64("2017-08-01"), np.datetime64("2018-11-30")
+    assert [str(d) for d in resolve_period(TargetOptions(), first, last)] == ["2017-12-01", "2018-11-30"]
+    # shorter than a year: the whole series
+    first, last = np.datetime64("2018-03-01"), np.datetime64("2018-11-30")
+    assert [str(d) for d in resolve_period(TargetOptions(), first, last)] == ["2018-03-01", "2018-11-30"]
     assert map_step(MONTHS, TargetOptions(), attrs=GRID) == 23
     assert map_step(MONTHS, TargetOptions(target="last_date")) == 23
 

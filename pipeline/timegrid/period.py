@@ -1,7 +1,8 @@
 """The period a map shows, and which step of the series it is made at.
 
 ``predict.target: period`` (default): the map is the land cover of a period
-(``predict.period: {start, end}``; default the last full calendar year of the AOI's dates),
+(``predict.period: {start, end}``; default the last full calendar year of the AOI's dates, else
+its last twelve calendar months),
 classified from the window of ``time_steps`` grid steps ending at the last step that starts
 inside the period. Static labels label every step of that period. ``predict.target:
 last_date``: the paper's protocol, the map of the last date of the series.
@@ -81,7 +82,8 @@ def series_range(times: np.ndarray, attrs: Mapping[str, Any] | None = None) -> t
 
 def resolve_period(options: TargetOptions, first: np.datetime64, last: np.datetime64) -> tuple[np.datetime64, np.datetime64]:
     """The map period (start, end days): ``options.period``, else the last full calendar year in
-    ``first..last``, else the whole range (with a warning). Raises ConfigError naming both
+    ``first..last``, else the last twelve calendar months up to ``last``, else the whole range
+    (with a warning). Raises ConfigError naming both
     ranges when the period lies outside the series."""
     if options.period is not None:
         start, end = np.datetime64(options.period["start"], "D"), np.datetime64(options.period["end"], "D")
@@ -93,11 +95,17 @@ def resolve_period(options: TargetOptions, first: np.datetime64, last: np.dateti
     if np.datetime64(f"{year}-12-31", "D") > last:
         year -= 1
     start, end = np.datetime64(f"{year}-01-01", "D"), np.datetime64(f"{year}-12-31", "D")
-    if start < first:
-        log.warning("the series %s .. %s holds no full calendar year: the map covers the whole series "
-                    "(set predict.period to choose)", first, last)
-        return first, last
-    return start, end
+    if start >= first:
+        return start, end
+    months = np.datetime64(str(last)[:7], "M") - np.timedelta64(11, "M")  # the last twelve months
+    start = months.astype("datetime64[D]")
+    if start >= first:
+        log.warning("the series %s .. %s holds no full calendar year: the map covers its last twelve months "
+                    "%s .. %s (set predict.period to choose)", first, last, start, last)
+        return start, last
+    log.warning("the series %s .. %s is shorter than a year: the map covers the whole series (set "
+                "predict.period to choose)", first, last)
+    return first, last
 
 
 def period_steps(times: np.ndarray, start: np.datetime64, end: np.datetime64) -> np.ndarray:
