@@ -108,7 +108,11 @@ class Converted:
 def open_netcdf(kind: str, data: Path = DATA) -> xr.Dataset:
     """One of the patch's netCDFs (``L8_SR_10m``, ``S2_L2A_10m``, ``S2_L2A_20m``, ``OUTPUT_POLY-110_10m``)
     with raw values: no scale applied, no fill masked (DN as stored, dtype as stored)."""
+    import importlib.util
+
     path = data / f"{kind}_{STEM}.nc"
+    if importlib.util.find_spec("h5py") is None:  # h5netcdf >= 1.8 no longer requires h5py itself
+        raise ImportError('reading the netCDF4 files needs h5netcdf with h5py: pip install "h5netcdf[h5py]"')
     return xr.open_dataset(path, engine="h5netcdf", mask_and_scale=False, decode_coords=False)
 
 

@@ -37,7 +37,6 @@ def data_dir(shared_dir: Path) -> Path:
     data = shared_dir / "data" / "worldcereal-be-2018"
     if not data.is_dir():
         pytest.skip(f"{data} is absent")
-    pytest.importorskip("h5netcdf")
     return data
 
 
