@@ -73,7 +73,9 @@ def mosaic_folder(tile_dirs: list[Path], plan: TilePlan, classes: list[dict[str,
     write_qml(out / "classes.qml", classes)
     tile_item = json.loads((tile_dirs[0] / "item.json").read_text(encoding="utf-8"))
     props = {k: v for k, v in tile_item["properties"].items() if k.startswith("pipeline:")}
-    item = map_stac_item(out, item_id=tile_item["id"], map_datetime=tile_item["properties"]["datetime"],
+    tile_props = tile_item["properties"]
+    item = map_stac_item(out, item_id=tile_item["id"], map_datetime=tile_props["datetime"],
+                         start_datetime=tile_props.get("start_datetime"), end_datetime=tile_props.get("end_datetime"),
                          crs=plan.crs, transform=plan.transform, shape=plan.layout.shape, class_table=classes,
                          properties=props)
     write_map_item(item, out / "item.json")

@@ -435,7 +435,7 @@ def test_same_seed_same_catalog_other_seed_differs(tmp_path: Path) -> None:
         return texts, rasters
 
     (ta, ra), (tb, rb), (tc, rc) = (load(p) for p in paths)
-    assert ta == tb and len(ra) == len(rb) == 5 * 9
+    assert ta == tb and len(ra) == len(rb) == 5 * 9 + 1  # 9 rasters per date and the land-cover raster
     assert all(np.array_equal(x, y) for x, y in zip(ra, rb, strict=True))
     assert ta != tc
     assert not all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(ra, rc, strict=False))
