@@ -29,8 +29,9 @@ def window_ends(n_times: int, time_steps: int) -> np.ndarray:
     """
     if time_steps > n_times:
         raise TrainingError(
-            f"window length time_steps={time_steps} is longer than the series ({n_times} dates); "
-            f"lower train option 'time_steps' to at most {n_times} or add dates"
+            f"window length time_steps={time_steps} is longer than the series ({n_times} dates, or steps of its "
+            f"time grid); lower train option 'time_steps' to at most {n_times}, or add dates (widen the AOI's "
+            f"start/end, or shorten cube.period)"
         )
     return np.arange(time_steps - 1, n_times, dtype=np.int64)
 
