@@ -101,11 +101,11 @@ def test_design_separates_train_and_test_by_the_buffer() -> None:
     assert (paper.region == TRAIN).all() and paper.record["test_blocks"] == 0
 
 
-def test_automatic_buffer_is_the_receptive_field_capped_at_one_block() -> None:
+def test_automatic_buffer_is_the_receptive_field_capped_at_a_quarter_block() -> None:
     labels = parcels((40, 40), 4, seed=0)[None]
     capped = build_design(labels, ["a", "b", "c"], DesignOptions(block_size=8, receptive_field=50))
-    assert capped.record["buffer_px"] == 8
-    small = build_design(labels, ["a", "b", "c"], DesignOptions(block_size=8, receptive_field=3))
+    assert capped.record["buffer_px"] == 2  # a quarter of the block
+    small = build_design(labels, ["a", "b", "c"], DesignOptions(block_size=16, receptive_field=3))
     assert small.record["buffer_px"] == 3
     default = build_design(labels, ["a", "b", "c"], DesignOptions(patch=64))
     assert default.record["block_size"] == 10  # a quarter of the 40 px grid, below the 64 px patch

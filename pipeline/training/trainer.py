@@ -122,8 +122,9 @@ def run_region(data: TrainingData, design: np.ndarray, ends: np.ndarray, options
     if starved:
         raise TrainingError(
             f"class(es) {starved} have labels but no training pixel once the test blocks, their buffer and the "
-            f"validation blocks are held out ({ {n: counts[n] for n in starved} }); lower evaluation.test_share or "
-            f"evaluation.block_size, change evaluation.seed, lower train.val_fraction, or label more of those classes"
+            f"validation blocks are held out ({ {n: counts[n] for n in starved} }); lower evaluation.buffer (the ring "
+            f"around the test blocks), evaluation.test_share or evaluation.block_size, change evaluation.seed, lower "
+            f"train.val_fraction, or label more of those classes"
         )
     absent = [n for n, v in counts.items() if sum(v.values()) == 0]
     if absent:
