@@ -13,7 +13,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +185,19 @@ def reject_unknown(options: Mapping[str, Any], allowed: set[str] | frozenset[str
             raise ConfigError(
                 f"unknown config key '{section}.{key}'{did} (allowed keys: {', '.join(sorted(allowed))})"
             )
+
+
+def command_line_aois(configfiles: Sequence[str | os.PathLike[str]] | None) -> dict[str, Any] | None:
+    """The ``aois`` of the last of ``configfiles`` (Snakemake's ``--configfile`` list) that sets
+    any, or None. Snakemake merges command-line config files into ``config.yaml`` key by key, which
+    suits settings but not places: a user's ``my.yaml`` with its own AOI would also map the demo's.
+    The workflow replaces the AOIs with these instead (raises ConfigError for an unreadable file)."""
+    found = None
+    for path in configfiles or ():
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read the config file {path} ({exc}); check the --configfile path") from exc
+        if isinstance(data, dict) and data.get("aois"):
+            found = dict(data["aois"])
+    return found

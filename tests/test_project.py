@@ -119,3 +119,17 @@ def test_profiles_dry_run(tmp_path: Path) -> None:
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, (profile, proc.stdout[-2000:] + proc.stderr[-2000:])
         assert "train_model" in proc.stdout
+
+
+def test_configfile_aois_replace_the_demo_aoi(tmp_path: Path) -> None:
+    """`--configfile my.yaml` with its own AOI plans that AOI only (settings still merge)."""
+    mine = tmp_path / "my.yaml"
+    mine.write_text(yaml.safe_dump({"aois": {"mine": {"bbox": [112.92, 28.12, 112.94, 28.14], "start": "2021-01-01",
+                                                       "end": "2021-12-31", "crs": "EPSG:32649"}},
+                                    "train": {"epochs": 3}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "maps", "--configfile", str(mine)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "results/mine/maps/semi_convlstm/classes.tif" in out and "results/demo/" not in out
+    assert '"epochs": 3' in out and '"hidden": 16' in out  # my setting, and config.yaml's for the rest

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from pipeline.config import check_config
+from pipeline.config import check_config, command_line_aois
 from pipeline.search import is_local_catalog
 from pipeline.model_names import relearning_name, split_model_name
 from pipeline.raster.zarr_io import set_aside_incomplete_stores
@@ -13,6 +13,11 @@ from pipeline.raster.zarr_io import set_aside_incomplete_stores
 # Clear messages naming the key and the allowed values (and the defaults filled in), then
 # Snakemake's own validation against the same schema. Its default filler is off: it cannot
 # handle a nullable section set to null (sensor.qa: null), and check_config filled them already.
+# `--configfile my.yaml` is merged into config.yaml key by key: right for settings, wrong for
+# places. The AOIs of the last command-line config file that sets any replace the demo's.
+_cli_aois = command_line_aois(workflow.overwrite_configfiles)
+if _cli_aois is not None:
+    config["aois"] = _cli_aois
 check_config(config)
 validate(config, "../schemas/config.schema.yaml", set_default=False)
 
