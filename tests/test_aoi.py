@@ -68,3 +68,17 @@ def test_invalid_geometry_is_named(tmp_path: Path) -> None:
 def test_bad_aoi_entries(entry: dict, message: str) -> None:
     with pytest.raises(AoiError, match=message):
         aoi_from_config("x", entry)
+
+
+def test_automatic_anchor_is_landsat_centres_at_30_m_and_edges_otherwise() -> None:
+    from pipeline.raster.load import aoi_geobox
+    from pipeline.stac.aoi import aoi_from_config
+
+    # the real WorldCereal patch: a 10 m grid with edges on multiples of 10 m (EPSG:32631)
+    aoi = aoi_from_config("be", {"bbox": [3.0192, 50.8121, 3.0283, 50.8178], "start": "2018-01-01",
+                                 "end": "2018-12-31", "crs": "EPSG:32631"})
+    ten = aoi_geobox(aoi, 10.0)
+    assert ten.transform.c % 10 == 0 and ten.transform.f % 10 == 0
+    thirty = aoi_geobox(aoi, 30.0)
+    assert (thirty.transform.c + 15) % 30 == 0 and (thirty.transform.f + 15) % 30 == 0  # centres on 30 m
+    assert aoi_geobox(aoi, 10.0, anchor="center").transform.c % 10 == 5

@@ -48,7 +48,7 @@ class CubeOptions:
     chunk: int = 512
     on_error: Literal["raise", "skip"] = "raise"
     min_valid_fraction: float = 0.0
-    anchor: Literal["center", "edge"] = "center"
+    anchor: Literal["auto", "center", "edge"] = "auto"
     period: str | None = "16D"  # regular time grid (pipeline.timegrid); None = one step per acquisition
     composite: Literal["median", "mean", "max_ndvi", "best"] = "median"
     fill: Literal["linear", "none"] = "linear"
@@ -63,14 +63,19 @@ class CubeOptions:
         return cls(**options)
 
 
-def aoi_geobox(aoi: Aoi, resolution: float, *, anchor: Literal["center", "edge"] = "center") -> GeoBox:
+def aoi_geobox(aoi: Aoi, resolution: float, *, anchor: Literal["auto", "center", "edge"] = "auto") -> GeoBox:
     """The AOI's pixel grid: its bounds in ``aoi.crs`` snapped outward to ``resolution``.
 
+    ``anchor="auto"`` (default) is ``"center"`` at 30 m and ``"edge"`` otherwise (Sentinel-2 and
+    most 10/20 m products have pixel edges on multiples of the resolution: a centre anchor would
+    shift every pixel by half a pixel and add a row and a column).
     ``anchor="center"`` puts pixel centres on multiples of the resolution, which is the native
     Landsat grid (scene origins at 15 m mod 30 m): pixels are then copied, not resampled.
     ``"edge"`` puts pixel edges on multiples of the resolution.
     """
     geom = Geometry(aoi.geometry, crs="EPSG:4326").to_crs(aoi.crs)
+    if anchor == "auto":  # Landsat's 30 m grid has centres on multiples of 30 m; 10/20/60 m grids, edges
+        anchor = "center" if float(resolution) == 30.0 else "edge"
     snap = AnchorEnum.CENTER if anchor == "center" else AnchorEnum.EDGE
     return GeoBox.from_geopolygon(geom, resolution=resolution, crs=aoi.crs, anchor=snap)
 
