@@ -166,10 +166,16 @@ def test_bad_options_exit_2(tmp_path: Path, caplog: pytest.LogCaptureFixture, op
     assert not (tmp_path / "m").exists()
 
 
-def test_option_defaults_follow_the_paper() -> None:
+def test_option_defaults_are_cpu_settings_and_the_paper_gpu_profile_the_paper() -> None:
+    import yaml
+
     o = parse_train_options({"classes": CLASSES})
-    assert (o.model, o.time_steps, o.hidden, o.lstm_hidden, o.kernel, o.patch, o.stride, o.lr, o.pixel_batch_size) == (
-        "semi_convlstm", 20, 128, 256, 3, 128, 64, 1e-3, 1024)
+    assert (o.model, o.time_steps, o.hidden, o.lstm_hidden, o.kernel, o.patch, o.stride, o.lr, o.pixel_batch_size,
+            o.epochs, o.max_windows_per_epoch) == ("semi_convlstm", 12, 16, 256, 3, 64, 32, 1e-3, 1024, 20, 64)
+    profile = Path(__file__).resolve().parents[1] / "workflow" / "profiles" / "paper-gpu" / "paper.yaml"
+    paper = parse_train_options({"classes": CLASSES, **yaml.safe_load(profile.read_text())["train"]})
+    assert (paper.time_steps, paper.hidden, paper.patch, paper.stride, paper.lr, paper.max_windows_per_epoch) == (
+        20, 128, 128, 64, 1e-3, None)  # section 4.1 of the paper
     assert o.w_max > 0 and parse_train_options({"classes": CLASSES, "model": "convlstm"}).w_max == 0.0
     assert o.digest() == parse_train_options(json.dumps({"classes": CLASSES})).digest()
     assert o.digest() != parse_train_options({"classes": CLASSES, "seed": 1}).digest()

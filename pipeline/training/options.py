@@ -102,13 +102,13 @@ class TrainOptions:
 
     classes: tuple[ClassEntry, ...]
     model: ModelName = "semi_convlstm"
-    time_steps: int = 20
-    hidden: int = 128
+    time_steps: int = 12
+    hidden: int = 16
     lstm_hidden: int = 256
     kernel: int = 3
-    patch: int = 128
-    stride: int = 64
-    epochs: int = 50
+    patch: int = 64
+    stride: int = 32
+    epochs: int = 20
     batch_size: int = 4
     pixel_batch_size: int = 1024
     lr: float = 1e-3
@@ -119,14 +119,14 @@ class TrainOptions:
     loss_normalization: Literal["batch", "labelled"] = "batch"
     consistency_weight: float = 10.0
     consistency_scaling: Literal["labelled_share", "none"] = "labelled_share"
-    rampup_epochs: int = 10
+    rampup_epochs: int = 5
     dropout: float = 0.3
     noise_std: float = 0.1
     temporal_jitter: float = 0.1
     val_fraction: float = 0.15
     block_size: int | None = None
     buffer: int | None = None
-    patience: int = 10
+    patience: int = 5
     monitor: Literal["val_loss", "val_oa", "val_f1"] = "val_loss"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -134,7 +134,7 @@ class TrainOptions:
     label_removal: Literal["chronological", "random"] = "chronological"
     use_valid_mask: bool = False
     holdout_last_date: bool = True
-    max_windows_per_epoch: int | None = None
+    max_windows_per_epoch: int | None = 64
     unlabelled_window_ratio: float = 1.0
     max_pixels_per_class: int = 2000
     n_iter: int = 10
