@@ -117,7 +117,7 @@ def test_design_errors_name_the_fix() -> None:
         build_design(one_block, ["a"], DesignOptions(block_size=32))
     with pytest.raises(ConfigError, match="test_share"):
         DesignOptions.from_mapping({"test_share": 1.5})
-    with pytest.raises(ConfigError, match="unknown test design option"):
+    with pytest.raises(ConfigError, match="unknown config key .evaluation.blocksize.; did you mean .block_size."):
         DesignOptions.from_mapping({"blocksize": 3})
     with pytest.raises(LabelError, match="fold 4 holds no block"):
         fold_region(np.zeros((4, 4), int), 4, 1)

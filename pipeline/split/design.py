@@ -15,7 +15,6 @@ the train and evaluate stages, so every model of an AOI sees the same split.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, LabelError
 from pipeline.split.blocks import assign_folds, block_class_counts, block_index, draw_blocks, n_blocks, near
 
@@ -60,10 +60,7 @@ class DesignOptions:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> DesignOptions:
         """Validate the JSON object of the labels stage's ``--design`` option."""
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - allowed)
-        if unknown:
-            raise ConfigError(f"unknown test design option(s) {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown(raw, {f.name for f in fields(cls)}, section="evaluation")
         opts = cls(**raw)
         if opts.design not in ("spatial_blocks", "paper"):
             raise ConfigError(f"evaluation.design {opts.design!r} not allowed (allowed: spatial_blocks, paper)")
@@ -78,13 +75,7 @@ class DesignOptions:
     @classmethod
     def from_json(cls, text: str) -> DesignOptions:
         """Parse the stage's ``--design`` JSON text."""
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--design is not valid JSON ({exc}); pass one JSON object") from exc
-        if not isinstance(raw, Mapping):
-            raise ConfigError("--design must be a JSON object of the evaluation split keys")
-        return cls.from_mapping(raw)
+        return cls.from_mapping(parse_options(text, what="the test design (--design)"))
 
 
 def default_block_size(shape: tuple[int, int], patch: int) -> int:

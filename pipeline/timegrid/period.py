@@ -14,7 +14,6 @@ evaluate stages all use them, so they agree on the map step.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.config import parse_options
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,7 @@ class TargetOptions:
     @classmethod
     def from_json(cls, text: str) -> TargetOptions:
         """Parse a stage's ``--target`` JSON text."""
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--target is not valid JSON ({exc}); pass one JSON object") from exc
-        return cls.from_mapping(raw if isinstance(raw, Mapping) else {})
+        return cls.from_mapping(parse_options(text, what="what the map shows (--target)"))
 
 
 def _day(value: Any, key: str) -> np.datetime64:
