@@ -26,6 +26,8 @@ import xarray as xr
 
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.split.design import TRAIN, region_from_store
+from pipeline.split.validation import RUN_REGION_NAMES, VAL, region_class_counts, validation_region
 from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
 from pipeline.training.data import TrainingData, channel_statistics, load_training_data
@@ -48,8 +50,6 @@ from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
 from pipeline.training.losses import balanced_alpha
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
 from pipeline.training.relearning import base_model_dir, relearning_features
-from pipeline.split.design import TRAIN, region_from_store
-from pipeline.split.validation import RUN_REGION_NAMES, VAL, region_class_counts, validation_region
 from pipeline.training.windows import (
     patch_windows,
     plan_patches,
