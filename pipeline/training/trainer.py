@@ -51,6 +51,7 @@ from pipeline.training.losses import balanced_alpha
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
 from pipeline.training.relearning import base_model_dir, relearning_features
 from pipeline.training.windows import (
+    SpatialSplit,
     patch_windows,
     plan_patches,
     pixel_windows,
@@ -130,6 +131,28 @@ def run_region(data: TrainingData, design: np.ndarray, ends: np.ndarray, options
     if absent:
         log.warning("class(es) %s have no label at any window end date: the model cannot learn them", absent)
     return region, counts
+
+
+def _window_sources(data: TrainingData, split: SpatialSplit, ends: np.ndarray, train_labels: np.ndarray,
+                    val_labels: np.ndarray, opts: TrainOptions, device: torch.device) -> tuple[WindowSource, WindowSource]:
+    """The training and validation windows of a torch model, on ``device``: pixel windows for the
+    pixel LSTM, else patch windows (training patches anywhere their labels or, for the
+    semi-supervised model, their data are; validation patches scoring each validation pixel once)."""
+    feats, usable = torch.from_numpy(data.features).to(device), torch.from_numpy(data.usable).to(device)
+    tr_lab, va_lab = torch.from_numpy(train_labels).to(device), torch.from_numpy(val_labels).to(device)
+    t = opts.time_steps
+    if opts.model == "pixel_lstm":
+        return (WindowSource(feats, tr_lab, usable, pixel_windows(ends, train_labels >= 0), time_steps=t, patch=None),
+                WindowSource(feats, va_lab, usable, pixel_windows(ends, val_labels >= 0), time_steps=t, patch=None))
+    keep = (train_labels >= 0) if opts.w_max == 0.0 else data.usable
+    tw = patch_windows(split.train_origins, ends, keep, patch=split.patch)
+    if not (tw.size and (train_labels >= 0).any()):
+        raise TrainingError("no training patch holds a labelled pixel; lower 'patch' or 'buffer', or add labels")
+    labelled = _rows_in(tw, patch_windows(split.train_origins, ends, train_labels >= 0, patch=split.patch))
+    vw = patch_windows(split.val_origins, ends, val_labels >= 0, patch=split.patch)
+    owned = torch.from_numpy(split.val_owned).to(device)
+    return (WindowSource(feats, tr_lab, usable, tw, time_steps=t, patch=split.patch, labelled=labelled),
+            WindowSource(feats, va_lab, usable, vw, time_steps=t, patch=split.patch, owned=owned))
 
 
 def _rows_in(rows: np.ndarray, subset: np.ndarray) -> np.ndarray:
@@ -288,27 +311,9 @@ def _train_model(
     model.standardize.set_statistics(torch.from_numpy(mean), torch.from_numpy(std))  # type: ignore[operator,union-attr]
     model = prepare_model(model, device)
     data_dev = device if device.type == "cuda" and data.features.nbytes < GPU_RESIDENT_BYTES else torch.device("cpu")
-    feats = torch.from_numpy(data.features).to(data_dev)
-    usable = torch.from_numpy(data.usable).to(data_dev)
-    tr_lab = torch.from_numpy(train_labels).to(data_dev)
-    va_lab = torch.from_numpy(val_labels).to(data_dev)
     alpha = balanced_alpha(torch.from_numpy(np.bincount(train_labels[ends][train_labels[ends] >= 0], minlength=k)))
     alpha_used = alpha if opts.focal_alpha == "balanced" else None
-
-    if opts.model == "pixel_lstm":
-        train_src = WindowSource(feats, tr_lab, usable, pixel_windows(ends, train_labels >= 0), time_steps=opts.time_steps, patch=None)
-        val_src = WindowSource(feats, va_lab, usable, pixel_windows(ends, val_labels >= 0), time_steps=opts.time_steps, patch=None)
-    else:
-        keep = (train_labels >= 0) if opts.w_max == 0.0 else data.usable
-        tw = patch_windows(split.train_origins, ends, keep, patch=split.patch)
-        if not (tw.size and (train_labels >= 0).any()):
-            raise TrainingError("no training patch holds a labelled pixel; lower 'patch' or 'buffer', or add labels")
-        labelled = _rows_in(tw, patch_windows(split.train_origins, ends, train_labels >= 0, patch=split.patch))
-        vw = patch_windows(split.val_origins, ends, val_labels >= 0, patch=split.patch)
-        owned = torch.from_numpy(split.val_owned).to(data_dev)
-        train_src = WindowSource(feats, tr_lab, usable, tw, time_steps=opts.time_steps, patch=split.patch,
-                                 labelled=labelled)
-        val_src = WindowSource(feats, va_lab, usable, vw, time_steps=opts.time_steps, patch=split.patch, owned=owned)
+    train_src, val_src = _window_sources(data, split, ends, train_labels, val_labels, opts, data_dev)
     if len(val_src) == 0 and opts.val_fraction > 0:
         log.warning("the validation blocks hold no labelled pixel; change 'seed' or 'block_size' for a useful split")
     log.info("%s on %s: %d training windows (%d with a label) / %d validation windows, t=%d, %d classes",
