@@ -92,7 +92,7 @@ def test_stage_end_to_end_semi_convlstm_learns(tmp_path: Path) -> None:
     assert card["model"] == "semi_convlstm" and card["data"]["features"] == str(fz)
     assert card["options_hash"] == parse_train_options(opts).digest()
     assert card["metrics"]["val_oa"] >= 0.95, card["metrics"]
-    assert card["best_epoch"] == int(min(rows, key=lambda r: float(r["val_loss"]))["epoch"])  # monitor: val_loss
+    assert card["best_epoch"] == int(max(rows, key=lambda r: float(r["val_f1"]))["epoch"])  # monitor: val_f1 (first best)
     assert _accuracy_on_last_window(out, f, lab) >= 0.95
 
 

@@ -70,7 +70,10 @@ class TrainOptions:
     block_size: validation block side in pixels (null = the test design's block size).
         buffer: training pixels closer than this to a validation block are not used
         (null = kernel // 2).
-    patience: early-stopping patience in epochs; monitor: "val_loss" | "val_oa" | "val_f1".
+    patience: early-stopping patience in epochs; monitor: "val_f1" (default, weighted F1 of the
+        validation pixels) | "val_oa" | "val_loss" (the focal, class-balanced loss drifts up as
+        the model grows confident while its accuracy still rises: on a real Landsat 8 patch it
+        picked epoch 1, w = 0, validation OA 0.69 against 0.80 five epochs later).
     seed; device: "auto" | "cpu" | "cuda".
     label_fraction: share of labelled dates kept for training (rounded down, at least 1);
         label_removal: "chronological" (drop the earliest dates first) | "random".
@@ -127,7 +130,7 @@ class TrainOptions:
     block_size: int | None = None
     buffer: int | None = None
     patience: int = 5
-    monitor: Literal["val_loss", "val_oa", "val_f1"] = "val_loss"
+    monitor: Literal["val_loss", "val_oa", "val_f1"] = "val_f1"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     label_fraction: float = 1.0
