@@ -117,3 +117,16 @@ def test_reference_of_a_period_is_the_latest_label_of_each_pixel() -> None:
     with pytest.raises(AccuracyError, match="no reference labels in the map period"):
         reference_of_period(labels, np.array([True, False, False, False]),
                             (np.datetime64("2021-01-01"), np.datetime64("2021-01-31")))
+
+
+def test_window_steps_cover_the_map_period() -> None:
+    import datetime as dt
+
+    from pipeline.timegrid.period import window_steps
+
+    year = TargetOptions()
+    assert window_steps(dt.date(2021, 1, 1), dt.date(2022, 12, 31), "1MS", year) == 12
+    assert window_steps(dt.date(2021, 1, 1), dt.date(2022, 12, 31), "16D", year) == 23  # a year of 16-day steps
+    # the real WorldCereal span and map period on 10-day steps from 2017-08-01: 2018-01-09 .. 2018-11-25
+    opts = TargetOptions.from_mapping({"period": {"start": "2018-01-01", "end": "2018-11-30"}})
+    assert window_steps(dt.date(2017, 8, 1), dt.date(2018, 11, 30), "10D", opts) == 33

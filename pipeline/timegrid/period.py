@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.config import parse_options
 from pipeline.errors import ConfigError
+from pipeline.timegrid.grid import time_grid
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +130,11 @@ def map_step(times: np.ndarray, options: TargetOptions, *, attrs: Mapping[str, A
                     "train.time_steps to %d to classify the whole period", time_steps, time_steps, inside.size,
                     start, end, index - int(inside[0]) + 1)
     return index
+
+
+def window_steps(first_day: dt.date, last_day: dt.date, period: str, options: TargetOptions) -> int:
+    """Grid steps of the map's period for an AOI of ``first_day`` .. ``last_day`` on a grid of
+    ``period`` (``cube.period``): the window length that makes a period map see its whole period."""
+    grid = time_grid(first_day, last_day, period)
+    start, end = resolve_period(options, np.datetime64(first_day, "D"), np.datetime64(last_day, "D"))
+    return max(int(period_steps(grid.starts, start, end).sum()), 1)

@@ -34,6 +34,9 @@ class ClassEntry:
     color: str = "#000000"
 
 
+DEFAULT_TIME_STEPS = 12
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """Train stage options (paper section 4.1 values as defaults where it gives them).
@@ -43,7 +46,9 @@ class TrainOptions:
         the window's last date), "unet_stack" (UNet on the window's dates stacked as
         channels), "unet_convlstm" (shared UNet encoder per date, ConvLSTM at the bottleneck).
     classes: class table, list of {id, name, color}; required. Output index k <-> classes[k].
-    time_steps: window length t (paper 20). hidden: ConvLSTM units (128). lstm_hidden: pixel
+    time_steps: window length t in steps of the series (paper 20); null = the workflow sets the
+        number of grid steps of the map's period (:func:`pipeline.timegrid.period.window_steps`),
+        so the window covers the period; a stage given null without it uses 12. hidden: ConvLSTM units (128). lstm_hidden: pixel
         LSTM units (256). kernel: ConvLSTM kernel (3). patch/stride: training patches in pixels
         (128 / 64). epochs: maximum epochs. batch_size: patch windows per step.
         pixel_batch_size: pixels per step for pixel_lstm (1024).
@@ -105,7 +110,7 @@ class TrainOptions:
 
     classes: tuple[ClassEntry, ...]
     model: ModelName = "semi_convlstm"
-    time_steps: int = 12
+    time_steps: int | None = None
     hidden: int = 16
     lstm_hidden: int = 256
     kernel: int = 3
@@ -151,6 +156,10 @@ class TrainOptions:
     segment_method: SegmentMethod = "felzenszwalb"
     segment_scale: float = 100.0
     segment_size: int = 30
+
+    def __post_init__(self) -> None:
+        if self.time_steps is None:  # no period to cover is known here: the workflow resolves null first
+            object.__setattr__(self, "time_steps", DEFAULT_TIME_STEPS)
 
     # ---- derived values -------------------------------------------------------------
     @property
@@ -203,7 +212,7 @@ _CHOICES = {
     "label_removal": ("chronological", "random"), "relearning": get_args(Relearning),
     "segment_method": get_args(SegmentMethod), "consistency_scaling": ("labelled_share", "none"),
 }
-_NULLABLE = {"block_size", "buffer", "max_windows_per_epoch"}
+_NULLABLE = {"block_size", "buffer", "max_windows_per_epoch", "time_steps"}
 
 
 def _parse_classes(value: object) -> tuple[ClassEntry, ...]:

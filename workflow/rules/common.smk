@@ -23,6 +23,24 @@ validate(config, "../schemas/config.schema.yaml", set_default=False)
 
 AOIS = sorted(config["aois"])
 
+
+def resolve_time_steps():
+    """train.time_steps null: the grid steps of the map's period (the longest over the AOIs), so the
+    window of a period map covers the period; 12 without a time grid or for a last-date map."""
+    from pipeline.stac.aoi import aoi_from_config
+    from pipeline.timegrid.period import TargetOptions, window_steps
+    from pipeline.training.options import DEFAULT_TIME_STEPS
+
+    if config["cube"]["period"] is None or config["predict"]["target"] != "period":
+        return DEFAULT_TIME_STEPS
+    target = TargetOptions.from_mapping(config["predict"])
+    return max(window_steps(aoi.start, aoi.end, config["cube"]["period"], target)
+               for aoi in (aoi_from_config(name, config["aois"][name]) for name in AOIS))
+
+
+if config["train"]["time_steps"] is None:
+    config["train"]["time_steps"] = resolve_time_steps()
+
 # A Zarr store half-deleted by a killed run (Snakemake removes a job's old outputs with a
 # non-atomic rmtree before rerunning it) would read as fill values downstream: set it aside so
 # that its rule runs again. Skipped while another run holds the working directory's locks.
