@@ -130,3 +130,15 @@ def test_window_steps_cover_the_map_period() -> None:
     # the real WorldCereal span and map period on 10-day steps from 2017-08-01: 2018-01-09 .. 2018-11-25
     opts = TargetOptions.from_mapping({"period": {"start": "2018-01-01", "end": "2018-11-30"}})
     assert window_steps(dt.date(2017, 8, 1), dt.date(2018, 11, 30), "10D", opts) == 33
+
+
+def test_static_labels_need_one_raster(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cube = xr.Dataset({"valid": (("time", "y", "x"), np.ones((2, 4, 4), bool))},
+                      coords={"time": MONTHS[:2], "y": 4500000 - 15 - 30 * np.arange(4), "x": 500015 + 30 * np.arange(4)},
+                      attrs={"crs": "EPSG:32649", "transform": T})
+    cz = write_zarr_atomic(cube, tmp_path / "cube.zarr")
+    (tmp_path / "labels").mkdir()
+    out = tmp_path / "labels.zarr"
+    assert labels_stage.main(["--cube", str(cz), "--out", str(out), "--classes", json.dumps(CLASSES), "--options",
+                              json.dumps({"source": str(tmp_path / "labels"), "static": True})]) == 2
+    assert "labels.static needs one label raster, got the folder" in caplog.text and not out.exists()
