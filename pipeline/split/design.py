@@ -95,13 +95,18 @@ class SpatialDesign:
     record: dict[str, Any]
 
 
-def class_region_counts(labelled: np.ndarray, region: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Labelled pixels per class name and region: ``labelled`` (H, W) int class index 0..K-1,
-    -1 = none (e.g. the class a pixel holds most often over time); ``region`` (H, W)."""
-    out: dict[str, dict[str, int]] = {}
-    for k, name in enumerate(names):
-        cls = labelled == k
-        out[name] = {REGION_NAMES[r]: int(np.sum(cls & (region == r))) for r in REGION_NAMES}
+def class_region_counts(labels: np.ndarray, region: np.ndarray, names: Sequence[str],
+                        regions: Mapping[int, str] = REGION_NAMES) -> dict[str, dict[str, int]]:
+    """Labelled pixels (pixel-dates with leading dims) per class name and region name.
+
+    ``labels``: (..., H, W) int class indices 0..K-1 of ``names``, negative = unlabelled;
+    ``region``: (H, W) codes of ``regions`` (code -> name, in the order the result lists them)."""
+    out = {name: dict.fromkeys(regions.values(), 0) for name in names}
+    for layer in np.asarray(labels).reshape(-1, *region.shape):
+        for code, rname in regions.items():
+            sel = layer[(region == code) & (layer >= 0)]
+            for k, n in enumerate(np.bincount(sel, minlength=len(names))[: len(names)]):
+                out[names[k]][rname] += int(n)
     return out
 
 

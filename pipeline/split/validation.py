@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.split.blocks import block_class_counts, block_index, draw_blocks, n_blocks, near
-from pipeline.split.design import BUFFER, REGION_NAMES, TEST, TRAIN
+from pipeline.split.design import BUFFER, REGION_NAMES, TEST, TRAIN, class_region_counts
 
 VAL = 3  # validation pixels of a training run (never a value of the stored design)
 RUN_REGION_NAMES = {TRAIN: REGION_NAMES[TRAIN], VAL: "validation", TEST: REGION_NAMES[TEST],
@@ -47,13 +47,7 @@ def region_class_counts(labels: np.ndarray, region: np.ndarray, names: Sequence[
     """Labelled pixel-dates per class name and run region (train / validation / test / buffer).
 
     ``labels``: (T, H, W) int class indices, negative = unlabelled; ``region``: (H, W)."""
-    out = {name: dict.fromkeys(RUN_REGION_NAMES.values(), 0) for name in names}
-    for layer in labels:
-        for code, rname in RUN_REGION_NAMES.items():
-            sel = layer[(region == code) & (layer >= 0)]
-            for k, n in enumerate(np.bincount(sel, minlength=len(names))[: len(names)]):
-                out[names[k]][rname] += int(n)
-    return out
+    return class_region_counts(labels, region, names, RUN_REGION_NAMES)
 
 
 __all__ = ["BUFFER", "TEST", "TRAIN", "VAL", "region_class_counts", "validation_region"]
