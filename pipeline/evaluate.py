@@ -43,7 +43,7 @@ from pipeline.raster.zarr_io import open_store
 from pipeline.reference.classes import ClassTable
 from pipeline.split.blocks import block_index
 from pipeline.split.design import TEST, region_from_store
-from pipeline.timegrid.period import TargetOptions, map_step, period_steps, resolve_period, series_range
+from pipeline.timegrid.period import TargetOptions, map_period, map_step, period_steps
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
     times = labels.time.values
     when = times[map_step(times, target, attrs=labels.attrs)]
     if target.target == "period":
-        period = resolve_period(target, *series_range(times, labels.attrs))
+        period = map_period(times, target, labels.attrs)
         reference = reference_of_period(labels, period_steps(times, *period), period)
     else:
         reference = reference_at(labels, when)

@@ -30,7 +30,7 @@ from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
 from pipeline.reference.options import LabelOptions
 from pipeline.split.design import BUFFER, TEST, TRAIN, DesignOptions, build_design
-from pipeline.timegrid.period import TargetOptions, period_steps, resolve_period, series_range
+from pipeline.timegrid.period import TargetOptions, map_period, period_steps
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def make_labels(
     steps, dropped = None, ()
     if target.target == "period":  # a map of a period: static labels label its steps; clouds are no class
         times = ds["time"].values
-        steps = period_steps(times, *resolve_period(target, *series_range(times, ds.attrs)))
+        steps = period_steps(times, *map_period(times, target, ds.attrs))
         dropped = tuple(n for n in table.names() if n.lower() in NOT_LAND_COVER)
     labels = with_design(build_labels(ds, table, options, static_steps=steps, drop_classes=dropped), table, design)
     h, w = labels["labels"].shape[1:]

@@ -62,7 +62,7 @@ from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, t
 from pipeline.segments import SegmentOptions
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import FEATURE_HALO, AoiTile
-from pipeline.timegrid.period import TargetOptions, map_step, resolve_period, series_range
+from pipeline.timegrid.period import TargetOptions, map_period, map_step
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.relearning import check_base, extended_window, load_base
@@ -249,7 +249,7 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
                               f"predict.period later")
     period = None
     if target.target == "period":
-        period = tuple(str(d) for d in resolve_period(target, *series_range(features.time.values, features.attrs)))
+        period = tuple(str(d) for d in map_period(features.time.values, target, features.attrs))
         log.info("map of the period %s .. %s from the window of %d steps ending %s", *period, t,
                  str(features.time.values[index])[:10])
     indices = [index] if options.dates == "last" else [*range(first, index), index]

@@ -105,6 +105,12 @@ def resolve_period(options: TargetOptions, first: np.datetime64, last: np.dateti
     return first, last
 
 
+def map_period(times: np.ndarray, options: TargetOptions,
+               attrs: Mapping[str, Any] | None = None) -> tuple[np.datetime64, np.datetime64]:
+    """The period (start, end days) a map of the series ``times`` (store attrs ``attrs``) shows."""
+    return resolve_period(options, *series_range(times, attrs))
+
+
 def period_steps(times: np.ndarray, start: np.datetime64, end: np.datetime64) -> np.ndarray:
     """(time,) bool: the steps whose start day lies in ``start..end``."""
     days = np.asarray(times).astype("datetime64[D]")
@@ -118,10 +124,10 @@ def map_step(times: np.ndarray, options: TargetOptions, *, attrs: Mapping[str, A
     after the period's start (the map then sees only the end of the period)."""
     if options.target == "last_date":
         return len(times) - 1
-    first, last = series_range(times, attrs)
-    start, end = resolve_period(options, first, last)
+    start, end = map_period(times, options, attrs)
     inside = np.flatnonzero(period_steps(times, start, end))
     if inside.size == 0:
+        first, last = series_range(times, attrs)
         raise ConfigError(f"no step of the series ({first} .. {last}) starts inside predict.period {start} .. {end}; "
                           f"widen predict.period or check cube.period")
     index = int(inside[-1])
