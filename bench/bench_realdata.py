@@ -21,6 +21,7 @@ the shapes and the machine, and writes ``bench_realdata.json`` in the working di
     python bench/bench_realdata.py                          # both sensors, 5 models, 2 cores
     python bench/bench_realdata.py --sensors landsat8 --models rf convlstm
     python bench/bench_realdata.py --design paper           # the paper's protocol instead
+    python bench/bench_realdata.py --set features.validity_channel=false   # an ablation
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ SCL_INVALID = (0, 1, 3, 8, 9, 10, 11)
 AOI = "wcbe"
 
 
-def project_defaults(models: list[str], design: str) -> dict:
-    """The repository's config.yaml without its data sections, the default stem from a local file."""
+def project_defaults(models: list[str], design: str, overrides: list[str] = ()) -> dict:
+    """The repository's config.yaml without its data sections, the default stem from a local file.
+
+    ``overrides``: ``section.key=value`` strings (value parsed as YAML) set after the defaults,
+    for ablations, e.g. ``features.validity_channel=false`` or ``train.epochs=30``.
+    """
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     for key in DATA_SECTIONS:
         config.pop(key, None)
@@ -61,6 +66,15 @@ def project_defaults(models: list[str], design: str) -> dict:
     config["features"]["stem_weights"] = str(REPO.parent / "shared" / "weights" / "resnet18_imagenet_conv1.npz")
     config["experiments"]["models"] = models
     config.setdefault("evaluation", {})["design"] = design
+    for item in overrides:
+        dotted, sep, value = item.partition("=")
+        if not sep or "." not in dotted:
+            raise SystemExit(f"--set {item!r}: expected section.key=value, e.g. train.epochs=30")
+        *path, key = dotted.split(".")
+        node = config
+        for part in path:
+            node = node.setdefault(part, {})
+        node[key] = yaml.safe_load(value)
     return config
 
 
@@ -171,11 +185,12 @@ def sklearn_baseline(sensor: str, labels_store: Path, last_day: str, cores: int)
 
 # ---- driver ----------------------------------------------------------------------------------
 
-def bench_sensor(sensor: str, root: Path, models: list[str], design: str, cores: int) -> dict:
+def bench_sensor(sensor: str, root: Path, models: list[str], design: str, cores: int,
+                 overrides: list[str] = ()) -> dict:
     """Convert, run compare, fit the baseline; the sensor's record."""
     workdir = root / sensor
     conv = worldcereal.convert(workdir, sensors=(sensor,))
-    (workdir / "config.yaml").write_text(yaml.safe_dump(project_defaults(models, design), sort_keys=False))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(project_defaults(models, design, overrides), sort_keys=False))
     wall = run_compare(workdir, sensor, conv.configs[sensor], cores)
     results = workdir / "results" / AOI
     rows = pipeline_rows(results, models)
@@ -188,7 +203,7 @@ def bench_sensor(sensor: str, root: Path, models: list[str], design: str, cores:
     return {"sensor": sensor, "workdir": str(workdir), "compare_wall_s": round(wall, 1),
             "cube": {k: int(v) for k, v in cube.sizes.items()}, "map_date": report["map_date"],
             "map_period": report.get("map_period"), "steps": int(labels.sizes["time"]),
-            "design": labels.attrs.get("design"), "rows": [*rows, baseline], "baseline_shapes": shapes}
+            "design": labels.attrs.get("design"), "overrides": list(overrides), "rows": [*rows, baseline], "baseline_shapes": shapes}
 
 
 def print_record(rec: dict) -> None:
@@ -216,12 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--design", default="spatial_blocks", choices=["spatial_blocks", "paper"])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a fresh temporary folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config key set after the defaults (ablations), e.g. features.validity_channel=false")
     args = parser.parse_args(argv)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-realdata-"))
     print(f"{dt.date.today()} | {machine()} | os.cpu_count() {os.cpu_count()} | --cores {args.cores} | {root}")
     records = []
     for sensor in args.sensors:
-        records.append(bench_sensor(sensor, root, args.models, args.design, args.cores))
+        records.append(bench_sensor(sensor, root, args.models, args.design, args.cores, args.overrides))
         print_record(records[-1])
         (root / "bench_realdata.json").write_text(json.dumps(records, indent=1))
     return 0

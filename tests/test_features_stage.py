@@ -14,6 +14,7 @@ import xarray as xr
 import zarr
 
 from pipeline.enrich import FeatureOptions, build_features
+from pipeline.errors import ConfigError
 from pipeline.features import main
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
 
@@ -205,3 +206,29 @@ def test_build_features_is_lazy_and_rejects_bad_cubes(tmp_path: Path) -> None:
     bare.attrs = {}
     with pytest.raises(FeatureError, match="crs"):
         build_features(bare, FeatureOptions(stem="gabor"))
+
+
+@pytest.mark.parametrize("validity_channel", [True, False])
+def test_gridded_cube_gets_a_clear_channel_unless_switched_off(tmp_path: Path, validity_channel: bool) -> None:
+    """A cube on a regular time grid (attrs ``time_grid``) gets the per-step ``clear`` channel,
+    equal to the cube's ``valid`` mask; ``validity_channel: false`` drops it and changes nothing else."""
+    cube = _write_cube(tmp_path / "cube.zarr")
+    cube.attrs["time_grid"] = json.dumps({"period": "16D"})
+    cube["reflectance"] = cube["reflectance"].fillna(0.2)  # a gap-filled grid: every step finite
+    options = FeatureOptions(stem="gabor", dtype="float32", chunk=20, validity_channel=validity_channel)
+    ds = build_features(cube, options)
+    channels = [str(c) for c in ds.channel.values]
+    assert channels[-len(BANDS) - validity_channel:][: len(BANDS)] == BANDS
+    if validity_channel:
+        assert channels[-1] == "clear"
+        np.testing.assert_array_equal(ds["features"].sel(channel="clear").values, cube["valid"].values.astype(np.float32))
+    else:
+        assert "clear" not in channels
+    plain = build_features(cube.assign_attrs(time_grid=""), options)  # the per-date cube never has it
+    assert "clear" not in [str(c) for c in plain.channel.values]
+    np.testing.assert_array_equal(ds["features"].sel(channel=BANDS).values, cube["reflectance"].values)
+
+
+def test_validity_channel_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError, match="validity_channel"):
+        FeatureOptions.from_mapping({"validity_channel": "no"})

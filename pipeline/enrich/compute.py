@@ -144,7 +144,7 @@ def build_features(
     feats = _stem_graph(r, stem_ok, fit=fit, weight=weight, device=device, dtype=options.dtype,
                         origin=origin, image_shape=image_shape or (h, w))
     channels = [f"stem_{i:02d}" for i in range(N_STEM)] + [str(b) for b in refl["band"].values]
-    if gridded:  # the models see which steps hold a clear observation: a filled step is not an average one
+    if gridded and options.validity_channel:  # the models see which steps hold a clear observation: a filled step is not an average one
         feats = da.concatenate([feats, v[:, None].astype(feats.dtype)], axis=1).rechunk((1, -1, c, c))
         channels.append(CLEAR_CHANNEL)
     coords: dict[str, Any] = {

@@ -44,6 +44,9 @@ class FeatureOptions:
         stem_weights: optional local weights file for a resnet stem: a torchvision checkpoint
             (``.pth``/``.pt``) or a stem-only ``.npz`` holding ``conv1.weight`` (64, 3, 7, 7).
         dtype: dtype of the stored features, ``"float16"`` (default) or ``"float32"``.
+        validity_channel: on a gridded cube (``cube.period``), append the ``clear`` channel
+            (1 where the step holds a clear observation of the pixel, 0 where it is filled or
+            missing), default True; False drops it (an ablation).
         seed: seed of the PCA pixel sample (default 0).
         chunk: spatial chunk (pixels, both axes) of the computation and of the output store,
             default 512, at least 16.
@@ -57,6 +60,7 @@ class FeatureOptions:
     stem: StemName = "resnet18"
     stem_weights: str | None = None
     dtype: FeatureDtype = "float16"
+    validity_channel: bool = True
     seed: int = 0
     chunk: int = 512
     device: DeviceChoice = "auto"
@@ -77,6 +81,10 @@ class FeatureOptions:
                 "weights file; remove stem_weights or choose a resnet stem"
             )
         _check_choice("dtype", self.dtype, FeatureDtype)
+        if not isinstance(self.validity_channel, bool):
+            raise ConfigError(
+                f"features option 'validity_channel' must be true or false, got {self.validity_channel!r}"
+            )
         _check_int("seed", self.seed, minimum=0)
         _check_int("chunk", self.chunk, minimum=MIN_CHUNK)
         _check_choice("device", self.device, DeviceChoice)
