@@ -29,7 +29,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
-from test_training_checkpoint import OPTIONS, make_dataset
+from test_training_checkpoint import OPTIONS, make_dataset, stop_after
 
 from pipeline import cube as cube_stage
 from pipeline import search as search_stage
@@ -260,7 +260,7 @@ def test_a_corrupted_checkpoint_stops_the_train_stage_with_the_fix(tmp_path: Pat
     fz, lz = write_zarr_atomic(f, tmp_path / "features.zarr"), write_zarr_atomic(lab, tmp_path / "labels.zarr")
     out = tmp_path / "models" / "semi_convlstm"
     opts = {**OPTIONS, "epochs": 2}
-    train_model(f, lab, out, opts, stop_after_epochs=1)  # an interrupted training: checkpoint of epoch 1
+    train_model(f, lab, out, opts, on_epoch_end=stop_after(1))  # an interrupted training: checkpoint of epoch 1
     checkpoint = out / "checkpoint.pt"
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"] == 1
     checkpoint.write_bytes(checkpoint.read_bytes()[:-64])

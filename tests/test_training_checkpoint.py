@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +112,20 @@ OPTIONS = {"classes": CLASSES, "model": "semi_convlstm", "time_steps": 4, "hidde
            "temporal_jitter": 0.2, "seed": 5}
 
 
+def stop_after(epochs: int) -> Callable[[dict[str, float]], bool]:
+    """An ``on_epoch_end`` callback that stops the run once ``epochs`` epochs (counted in the
+    metrics rows, resumed ones included) are done: an interrupted run, its checkpoint left."""
+    return lambda row: row["epoch"] >= epochs
+
+
 def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     torch.set_num_threads(1)
     f, lab = make_dataset()
-    straight = train_model(f, lab, tmp_path / "straight", OPTIONS)
+    seen: list[dict[str, float]] = []
+    straight = train_model(f, lab, tmp_path / "straight", OPTIONS, on_epoch_end=seen.append)  # None: go on
     assert straight.completed and straight.epochs_run == 3
-    part = train_model(f, lab, tmp_path / "resumed", OPTIONS, stop_after_epochs=1)
+    assert [r["epoch"] for r in seen] == [1, 2, 3]
+    part = train_model(f, lab, tmp_path / "resumed", OPTIONS, on_epoch_end=stop_after(1))
     assert not part.completed
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
     with caplog.at_level(logging.INFO, logger="pipeline.training.loop"):
@@ -144,7 +153,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path, caplog: py
 def test_corrupted_checkpoint_is_not_silently_resumed(tmp_path: Path) -> None:
     f, lab = make_dataset(size=32)
     opts = {**OPTIONS, "epochs": 2}
-    train_model(f, lab, tmp_path / "m", opts, stop_after_epochs=1)
+    train_model(f, lab, tmp_path / "m", opts, on_epoch_end=stop_after(1))
     ck = tmp_path / "m" / "checkpoint.pt"
     ck.write_bytes(ck.read_bytes()[:-100])
     with pytest.raises(CheckpointError):

@@ -19,6 +19,7 @@ import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ METRICS_NAME = "metrics.csv"
 @dataclass
 class FitResult:
     """Outcome of :func:`fit`. ``epochs_run`` counts finished epochs (including those of an
-    earlier, resumed run); ``completed`` is False when ``stop_after_epochs`` interrupted it."""
+    earlier, resumed run); ``completed`` is False when ``on_epoch_end`` stopped it."""
 
     best_epoch: int
     best_metrics: dict[str, float]
@@ -206,7 +207,7 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
     return {"train_loss": means[0], "sup_loss": means[1], "cons_loss": means[2], "labelled_share": share}, steps
 
 
-def _write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
+def write_metrics(out_dir: Path, history: list[dict[str, float]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -223,17 +224,144 @@ def _better(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
+EpochCallback = Callable[[dict[str, float]], bool | None]
+"""Called at the end of every epoch of :func:`fit` with its row of ``metrics.csv`` (after the
+checkpoint is on disk): progress reporting, or a stop - returning True ends the run there (a
+wall-time budget, say), to be resumed later from the checkpoint."""
+
+
+@dataclass
+class _Start:
+    """Where :func:`fit` starts: the early-stopping state and history (``loop_state`` of the
+    checkpoint), the first epoch (0-based), the optimizer step, the epoch resumed after (None
+    for a fresh run) and the per-rank RNG states of the checkpoint (DDP)."""
+
+    state: dict[str, Any]
+    epoch: int = 0
+    step: int = 0
+    resumed: int | None = None
+    rank_rng: list[dict[str, Any]] | None = None
+
+
+def _fresh_state() -> dict[str, Any]:
+    """The early-stopping state and history of a run that has not trained yet."""
+    return {"best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_early": False,
+            "history": []}
+
+
+def _resume(ckpt_path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator, *,
+            options: TrainOptions, meta: dict[str, Any], world: World) -> _Start:
+    """Load ``ckpt_path`` into ``model``, ``opt``, ``sched`` and ``gen`` when it exists and was
+    written with the same options and data (``meta`` data_signature, data_digest); else a fresh start."""
+    if not ckpt_path.exists():
+        return _Start(_fresh_state())
+    ck = load_checkpoint(ckpt_path)
+    same_data = (list(ck.get("data_signature", [])) == list(meta["data_signature"])
+                 and ck.get("data_digest") == meta.get("data_digest"))
+    if ck.get("options_hash") != options.digest() or not same_data:
+        if world.is_main:
+            log.warning("%s was written with other options or data; training from scratch", ckpt_path)
+        return _Start(_fresh_state())
+    model.load_state_dict(ck["model_state"])
+    opt.load_state_dict(ck["optimizer_state"])
+    if sched is not None and ck.get("scheduler_state") is not None:
+        sched.load_state_dict(ck["scheduler_state"])
+    restore_rng_state(ck["rng"], gen)
+    epoch = int(ck["epoch"])
+    if world.is_main:
+        log.info("resuming from %s after epoch %d", ckpt_path, epoch)
+    return _Start(dict(ck["loop_state"]), epoch, int(ck["step"]), epoch, ck.get("rank_rng"))
+
+
+def _model_record(model: nn.Module, meta: dict[str, Any], options: TrainOptions, *, epoch: int,
+                  metrics: dict[str, float]) -> dict[str, Any]:
+    """The content of ``model.pt``: the weights of ``model`` after ``epoch`` (1-based) and that
+    epoch's ``metrics`` row."""
+    return {"kind": "model", **meta, "model_state": model.state_dict(), "epoch": epoch, "metrics": metrics,
+            "options_json": options.to_json(), "options_hash": options.digest()}
+
+
+def _checkpoint_record(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator, *,
+                       meta: dict[str, Any], options: TrainOptions, epoch: int, step: int, state: dict[str, Any],
+                       ranks_rng: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The content of ``checkpoint.pt`` after ``epoch`` (1-based): every piece of state the next
+    epoch depends on (module docstring)."""
+    extra = {} if ranks_rng is None else {"rank_rng": ranks_rng}
+    return {"kind": "checkpoint", **meta, "model_state": model.state_dict(), "optimizer_state": opt.state_dict(),
+            "scheduler_state": None if sched is None else sched.state_dict(),
+            "epoch": epoch, "step": step, "rng": capture_rng_state(gen), "loop_state": state,
+            "options_json": options.to_json(), "options_hash": options.digest(), **extra}
+
+
+def _epoch_row(net: nn.Module, model: nn.Module, train_src: WindowSource, val_src: WindowSource | None,
+               opt: torch.optim.Optimizer, *, epoch: int, options: TrainOptions, device: torch.device,
+               gen: torch.Generator, alpha: Tensor | None, batch_size: int, channel_std: Tensor, num_classes: int,
+               world: World) -> tuple[dict[str, float], int]:
+    """Train epoch ``epoch`` (0-based) with ``net`` (the DDP wrapper under DDP), validate
+    ``model`` on ``val_src`` (when it holds windows) and return the epoch's ``metrics.csv`` row
+    (the same on every rank) and the number of optimizer steps taken."""
+    t0 = time.perf_counter()
+    w = rampup_weight(epoch, w_max=options.w_max, rampup_epochs=options.rampup_epochs)
+    train_m, n_steps = _train_epoch(net, train_src, opt, options=options, device=device, generator=gen, w=w,
+                                    alpha=alpha, batch_size=batch_size, channel_std=channel_std,
+                                    desc=f"epoch {epoch + 1}/{options.epochs}", world=world)
+    val_m = {"val_loss": float("nan"), "val_oa": float("nan"), "val_f1": float("nan")}
+    if val_src is not None and len(val_src) > 0:
+        broadcast_buffers(model, world)  # BatchNorm statistics of rank 0, the ones saved
+        val_m = evaluate(model, val_src, device=device, batch_size=batch_size, num_classes=num_classes,
+                         gamma=options.focal_gamma, alpha=alpha, world=world)
+    row: dict[str, float] = {"epoch": epoch + 1, **train_m, "w": w, **val_m,
+                             "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
+    return broadcast_object(row, world), n_steps  # identical decisions on every rank
+
+
+def _step_scheduler(sched: Any, value: float) -> None:
+    """One step of the learning-rate scheduler (``value``: the monitored value, for plateau)."""
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched.step(value)
+    elif sched is not None:
+        sched.step()
+
+
+def _log_epoch(row: dict[str, float]) -> None:
+    """The one log line of a finished epoch."""
+    log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g, labelled share %.3g) val_loss %.4f OA %.3f "
+             "F1 %.3f [%.1fs]", row["epoch"], row["train_loss"], row["sup_loss"], row["cons_loss"], row["w"],
+             row["labelled_share"], row["val_loss"], row["val_oa"], row["val_f1"], row["seconds"])
+
+
+def _record_epoch(state: dict[str, Any], row: dict[str, float], *, key: str, mode: str,
+                  options: TrainOptions) -> bool:
+    """Add ``row`` to the history in ``state`` and update the early-stopping state; True when
+    the monitored value ``key`` improved (the epoch's weights become ``model.pt``)."""
+    value = row[key]
+    epoch = int(row["epoch"])
+    state["history"] = [*state["history"], row]
+    improved = _better(value, state["best_value"], mode)
+    if improved:
+        state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    if state["bad_epochs"] >= options.patience:
+        state.update(finished=True, stopped_early=True)
+    elif epoch >= options.epochs:
+        state["finished"] = True
+    return improved
+
+
 def fit(
     model: nn.Module, train_src: WindowSource, val_src: WindowSource | None, *, options: TrainOptions,
     out_dir: Path, device: torch.device, alpha: Tensor | None, meta: dict[str, Any],
-    stop_after_epochs: int | None = None, world: World = SINGLE,
+    on_epoch_end: EpochCallback | None = None, world: World = SINGLE,
 ) -> FitResult:
     """Train ``model`` (already on ``device``) on ``train_src``; resume from
     ``out_dir/checkpoint.pt`` when it exists and was written with the same options and data.
 
     ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest (saved in
-    ``model.pt`` and the checkpoint). ``stop_after_epochs`` ends this call after that many
-    new epochs (simulates an interruption; the checkpoint is left for a resume).
+    ``model.pt`` and the checkpoint). ``on_epoch_end`` (:data:`EpochCallback`): called after
+    every epoch with its ``metrics.csv`` row, once the checkpoint is written; when it returns True
+    before the last epoch the call ends there (``completed`` False; the checkpoint is left for a
+    resume). Under DDP it is called on every rank and rank 0's answer decides.
 
     ``world``: under ``torchrun`` (:mod:`pipeline.training.distributed`) every rank calls this
     with the same model, data and options: the model is wrapped in DistributedDataParallel,
@@ -254,96 +382,44 @@ def fit(
     std = model.standardize.channel_std  # type: ignore[union-attr]
     if alpha is not None:
         alpha = alpha.to(device)
-    state: dict[str, Any] = {"best_value": None, "best_epoch": 0, "bad_epochs": 0, "finished": False,
-                             "stopped_early": False, "history": []}
-    start, step, resumed = 0, 0, None
     ckpt_path = out_dir / CHECKPOINT_NAME
-    rank_rng: list[dict[str, Any]] | None = None
-    if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        same_data = (list(ck.get("data_signature", [])) == list(meta["data_signature"])
-                     and ck.get("data_digest") == meta.get("data_digest"))
-        if ck.get("options_hash") == options.digest() and same_data:
-            model.load_state_dict(ck["model_state"])
-            opt.load_state_dict(ck["optimizer_state"])
-            if sched is not None and ck.get("scheduler_state") is not None:
-                sched.load_state_dict(ck["scheduler_state"])
-            restore_rng_state(ck["rng"], gen)
-            rank_rng = ck.get("rank_rng")
-            state = dict(ck["loop_state"])
-            start, step, resumed = int(ck["epoch"]), int(ck["step"]), int(ck["epoch"])
-            if world.is_main:
-                log.info("resuming from %s after epoch %d", ckpt_path, start)
-        elif world.is_main:
-            log.warning("%s was written with other options or data; training from scratch", ckpt_path)
+    start = _resume(ckpt_path, model, opt, sched, gen, options=options, meta=meta, world=world)
+    state, step = start.state, start.step
     if world.active:
-        restore_rank_rng(rank_rng, device, world, seed=rank_seed(options.seed + start, world))
+        restore_rank_rng(start.rank_rng, device, world, seed=rank_seed(options.seed + start.epoch, world))
     if not has_val and world.is_main:
         log.warning("no validation split: early stopping and model selection use the training loss")
     net = wrap_model(model, device, world)
     model = net.module if world.active else net  # the same parameters, unwrapped: evaluated and saved
 
-    for epoch in range(start, options.epochs):
+    for epoch in range(start.epoch, options.epochs):
         if state["finished"]:
             break
-        if stop_after_epochs is not None and epoch - start >= stop_after_epochs:
-            return FitResult(state["best_epoch"], {}, state["history"], epoch, False, False, resumed)
-        t0 = time.perf_counter()
-        w = rampup_weight(epoch, w_max=options.w_max, rampup_epochs=options.rampup_epochs)
-        train_m, n_steps = _train_epoch(net, train_src, opt, options=options, device=device, generator=gen, w=w,
-                                        alpha=alpha, batch_size=batch_size, channel_std=std,
-                                        desc=f"epoch {epoch + 1}/{options.epochs}", world=world)
+        row, n_steps = _epoch_row(net, model, train_src, val_src, opt, epoch=epoch, options=options, device=device,
+                                  gen=gen, alpha=alpha, batch_size=batch_size, channel_std=std,
+                                  num_classes=len(meta["classes"]), world=world)
         step += n_steps
-        val_m = {"val_loss": float("nan"), "val_oa": float("nan"), "val_f1": float("nan")}
-        if has_val:
-            assert val_src is not None
-            broadcast_buffers(model, world)  # BatchNorm statistics of rank 0, the ones saved
-            val_m = evaluate(model, val_src, device=device, batch_size=batch_size, num_classes=len(meta["classes"]),
-                             gamma=options.focal_gamma, alpha=alpha, world=world)
-        row: dict[str, float] = {"epoch": epoch + 1, **train_m, "w": w, **val_m,
-                                 "lr": float(opt.param_groups[0]["lr"]), "seconds": time.perf_counter() - t0}
-        row = broadcast_object(row, world)  # identical decisions on every rank
-        value = row[key]
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(value)
-        elif sched is not None:
-            sched.step()
-        state["history"] = [*state["history"], row]
-        if _better(value, state["best_value"], mode):
-            state.update(best_value=value, best_epoch=epoch + 1, bad_epochs=0)
-            if world.is_main:
-                save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": epoch + 1,
-                                 "metrics": row, "options_json": options.to_json(), "options_hash": options.digest()},
-                                out_dir / MODEL_NAME)
-        else:
-            state["bad_epochs"] += 1
-        if state["bad_epochs"] >= options.patience:
-            state.update(finished=True, stopped_early=True)
-        elif epoch + 1 >= options.epochs:
-            state["finished"] = True
+        _step_scheduler(sched, row[key])
+        if _record_epoch(state, row, key=key, mode=mode, options=options) and world.is_main:
+            save_checkpoint(_model_record(model, meta, options, epoch=epoch + 1, metrics=row), out_dir / MODEL_NAME)
         ranks_rng = capture_rank_rng(device, world) if world.active else None  # collective: every rank
         if world.is_main:
-            log.info("epoch %d: loss %.4f (sup %.4f, cons %.4f, w %.3g, labelled share %.3g) val_loss %.4f OA %.3f "
-                     "F1 %.3f [%.1fs]", epoch + 1, row["train_loss"], row["sup_loss"], row["cons_loss"], w,
-                     row["labelled_share"], row["val_loss"],
-                     row["val_oa"], row["val_f1"], row["seconds"])
-            _write_metrics(out_dir, state["history"])
-            extra = {} if ranks_rng is None else {"rank_rng": ranks_rng}
-            save_checkpoint({"kind": "checkpoint", **meta, "model_state": model.state_dict(),
-                             "optimizer_state": opt.state_dict(),
-                             "scheduler_state": None if sched is None else sched.state_dict(),
-                             "epoch": epoch + 1, "step": step, "rng": capture_rng_state(gen), "loop_state": state,
-                             "options_json": options.to_json(), "options_hash": options.digest(), **extra}, ckpt_path)
+            _log_epoch(row)
+            write_metrics(out_dir, state["history"])
+            save_checkpoint(_checkpoint_record(model, opt, sched, gen, meta=meta, options=options, epoch=epoch + 1,
+                                               step=step, state=state, ranks_rng=ranks_rng), ckpt_path)
             if state["stopped_early"]:
                 log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, state["best_epoch"])
         barrier(world)  # no rank starts the next epoch before this one's checkpoint is on disk
+        stop = on_epoch_end is not None and broadcast_object(bool(on_epoch_end(row)), world)
+        if stop and not state["finished"]:
+            return FitResult(state["best_epoch"], {}, state["history"], epoch + 1, False, False, start.resumed)
     if world.is_main and not (out_dir / MODEL_NAME).exists():  # the monitored value was never finite
         log.warning("%s was never finite; saving the last weights as %s", key, MODEL_NAME)
-        save_checkpoint({"kind": "model", **meta, "model_state": model.state_dict(), "epoch": len(state["history"]),
-                         "metrics": state["history"][-1] if state["history"] else {},
-                         "options_json": options.to_json(), "options_hash": options.digest()}, out_dir / MODEL_NAME)
+        save_checkpoint(_model_record(model, meta, options, epoch=len(state["history"]),
+                                      metrics=state["history"][-1] if state["history"] else {}),
+                        out_dir / MODEL_NAME)
     barrier(world)
     best_row = next((r for r in state["history"] if r["epoch"] == state["best_epoch"]), {})
-    epochs_run = len(state["history"])
-    return FitResult(state["best_epoch"], dict(best_row), state["history"], epochs_run,
-                     bool(state["stopped_early"]), True, resumed)
+    return FitResult(state["best_epoch"], dict(best_row), state["history"], len(state["history"]),
+                     bool(state["stopped_early"]), True, start.resumed)

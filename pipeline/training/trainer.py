@@ -27,7 +27,12 @@ import xarray as xr
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.split.design import TRAIN, region_from_store
-from pipeline.split.validation import RUN_REGION_NAMES, VAL, region_class_counts, validation_region
+from pipeline.split.validation import (
+    RUN_REGION_NAMES,
+    VAL,
+    region_class_counts,
+    validation_region,
+)
 from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
 from pipeline.training.data import TrainingData, channel_statistics, load_training_data
@@ -46,15 +51,15 @@ from pipeline.training.distributed import (
     threads_per_process,
 )
 from pipeline.training.inference import build_model, model_config_for
-from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
+from pipeline.training.loop import METRIC_COLUMNS, EpochCallback, fit, write_metrics
 from pipeline.training.losses import balanced_alpha
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
 from pipeline.training.relearning import base_model_dir, relearning_features
 from pipeline.training.windows import (
     SpatialSplit,
     patch_windows,
-    plan_patches,
     pixel_windows,
+    plan_patches,
     select_label_dates,
     window_ends,
 )
@@ -70,7 +75,7 @@ GPU_RESIDENT_BYTES = 8 * 2**30
 class TrainResult:
     """``out_dir``; ``model_path`` (model.pt or model.joblib); ``best_epoch`` (1-based);
     ``metrics`` (the best epoch's row); ``epochs_run``; ``stopped_early``; ``completed``
-    (False when interrupted by ``stop_after_epochs``); ``options_hash``."""
+    (False when ``on_epoch_end`` stopped it); ``options_hash``."""
 
     out_dir: Path
     model_path: Path
@@ -213,7 +218,7 @@ def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sou
 def train_model(
     features: xr.Dataset, labels: xr.Dataset, out_dir: str | os.PathLike[str],
     options: TrainOptions | Mapping[str, Any] | str, *, threads: int | None = None,
-    sources: Mapping[str, str] | None = None, stop_after_epochs: int | None = None,
+    sources: Mapping[str, str] | None = None, on_epoch_end: EpochCallback | None = None,
     base_model: str | os.PathLike[str] | None = None, fold: int | None = None,
 ) -> TrainResult:
     """Train ``options.model`` on ``features`` (features.zarr layout: ``features`` (time,
@@ -222,7 +227,8 @@ def train_model(
 
     Resumes from ``out_dir/checkpoint.pt`` when it matches the options and data.
     ``sources``: data paths recorded in the model card; ``threads``: CPU threads (torch and
-    scikit-learn); ``stop_after_epochs``: stop after that many new epochs (interruption test).
+    scikit-learn); ``on_epoch_end``: called with each epoch's ``metrics.csv`` row of a torch
+    model, True stops the run there (:func:`pipeline.training.loop.fit`; rf/svm: not called).
     ``base_model``: first-stage model folder of a relearning model (default: the sibling
     folder ``options.base_name``); the features are then extended with its class
     probabilities (:mod:`pipeline.training.relearning`). ``fold``: train for spatial
@@ -242,19 +248,19 @@ def train_model(
             log.info("%s is trained by rank 0 alone; rank %d has nothing to do", opts.model, world.rank)
             return TrainResult(out, out / "model.joblib", 0, {}, 0, False, False, opts.digest())
         return _train_model(features, labels, out, opts, device=torch.device("cpu"), threads=threads, sources=sources,
-                            stop_after_epochs=stop_after_epochs, base_model=base_model, world=SINGLE, fold=fold)
+                            on_epoch_end=on_epoch_end, base_model=base_model, world=SINGLE, fold=fold)
     pixel = opts.model == "pixel_lstm"
     check_batch_size(opts.pixel_batch_size if pixel else opts.batch_size, world,
                      option="pixel_batch_size" if pixel else "batch_size")
     with process_group(resolve_device(opts.device), world) as (world, device):
         return _train_model(features, labels, out, opts, device=device, threads=threads_per_process(threads, world),
-                            sources=sources, stop_after_epochs=stop_after_epochs, base_model=base_model, world=world,
+                            sources=sources, on_epoch_end=on_epoch_end, base_model=base_model, world=world,
                             fold=fold)
 
 
 def _train_model(
     features: xr.Dataset, labels: xr.Dataset, out: Path, opts: TrainOptions, *, device: torch.device,
-    threads: int | None, sources: Mapping[str, str] | None, stop_after_epochs: int | None,
+    threads: int | None, sources: Mapping[str, str] | None, on_epoch_end: EpochCallback | None,
     base_model: str | os.PathLike[str] | None, world: World, fold: int | None = None,
 ) -> TrainResult:
     """:func:`train_model` on ``device`` (this rank's under DDP, ``world``)."""
@@ -298,7 +304,7 @@ def _train_model(
                          meta=meta, threads=threads)
         row = {c: float("nan") for c in METRIC_COLUMNS} | {"epoch": 1, "val_oa": m["val_oa"], "val_f1": m["val_f1"],
                                                             "seconds": m["seconds"]}
-        _write_metrics(out, [row])
+        write_metrics(out, [row])
         card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn,
                                   **design_facts}, sources, device)
         write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
@@ -319,7 +325,7 @@ def _train_model(
     log.info("%s on %s: %d training windows (%d with a label) / %d validation windows, t=%d, %d classes",
              opts.model, device, len(train_src), int(train_src.labelled.sum()), len(val_src), opts.time_steps, k)
     res = fit(model, train_src, val_src, options=opts, out_dir=out, device=device, alpha=alpha_used, meta=meta,
-              stop_after_epochs=stop_after_epochs, world=world)
+              on_epoch_end=on_epoch_end, world=world)
     if res.completed and world.is_main:
         card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
                                   "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn,
