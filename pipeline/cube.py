@@ -31,8 +31,13 @@ from pipeline.errors import AssetReadError, CubeError
 from pipeline.raster.gdal_env import configure_gdal
 from pipeline.raster.load import CubeOptions, build_cube
 from pipeline.raster.object_store import is_url, store_path
-from pipeline.raster.zarr_io import manifest_attrs, seal_store, upload_store  # also: zarr warning filters
 from pipeline.raster.sensors import SensorOptions
+from pipeline.raster.zarr_io import (  # also: zarr warning filters
+    cube_encoding,
+    manifest_attrs,
+    seal_store,
+    upload_store,
+)
 from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.stac.search import CatalogOptions
@@ -97,8 +102,7 @@ def write_cube(cube: xr.Dataset, out: Path | str, *, on_error: str, min_valid_fr
                                  left_out=left_out)
             upload_store(local, str(out))
         return skipped
-    encoding = {v: {"compressors": [zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
-                for v in ("reflectance", "qa", "valid") if v in cube.data_vars}  # no 'qa' without sensor.qa
+    encoding = cube_encoding(cube)
     skipped: list[str] = list(left_out or [])
     failed: set[int] = set()
     cube = cube.assign_attrs(manifest_attrs())

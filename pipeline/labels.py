@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.cli import base_parser, run_stage
-from pipeline.raster.zarr_io import open_store, write_zarr_atomic
+from pipeline.raster.zarr_io import labels_encoding, open_store, write_zarr_atomic
 from pipeline.reference.build import build_labels
 from pipeline.reference.classes import ClassTable
 from pipeline.reference.options import LabelOptions
@@ -34,7 +34,6 @@ from pipeline.timegrid.period import TargetOptions, map_period, period_steps
 
 log = logging.getLogger(__name__)
 
-CHUNK_YX = 1024
 NOT_LAND_COVER = ("cloud", "shadow", "cloud shadow", "cirrus", "snow")  # class names a period map ignores
 
 
@@ -76,10 +75,7 @@ def make_labels(
         steps = period_steps(times, *map_period(times, target, ds.attrs))
         dropped = tuple(n for n in table.names() if n.lower() in NOT_LAND_COVER)
     labels = with_design(build_labels(ds, table, options, static_steps=steps, drop_classes=dropped), table, design)
-    h, w = labels["labels"].shape[1:]
-    chunks = (1, min(h, CHUNK_YX), min(w, CHUNK_YX))
-    encoding = {"labels": {"chunks": chunks}, "reference": {"chunks": chunks}}
-    return write_zarr_atomic(labels, out, encoding=encoding)
+    return write_zarr_atomic(labels, out, encoding=labels_encoding(labels))
 
 
 def main(argv: list[str] | None = None) -> int:

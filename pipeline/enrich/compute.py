@@ -19,13 +19,13 @@ import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
-from zarr.codecs import BloscCodec
 
 from pipeline.enrich.options import DeviceChoice, FeatureOptions
 from pipeline.enrich.pca import PcaFit, fit_pca
 from pipeline.enrich.stem import HALO, stem_window
 from pipeline.enrich.weights import adapt_input_channels, load_stem_weights
 from pipeline.errors import ConfigError, FeatureError
+from pipeline.raster.zarr_io import features_encoding
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,7 @@ def fit_cube_pca(cube: xr.Dataset, options: FeatureOptions) -> PcaFit:
     every tile's :func:`build_features`.
     """
     refl, valid = _check_cube(cube)
-    if options.pca_components > refl.shape[1]:
-        raise ConfigError(
-            f"features option 'pca_components'={options.pca_components} exceeds the cube's "
-            f"{refl.shape[1]} bands; use 1..{refl.shape[1]}"
-        )
+    _check_pca_components(options, refl.shape[1])
     c = options.chunk
     r = refl.data.rechunk((1, -1, c, c))
     ok = valid.data.astype(bool).rechunk((1, c, c)) & da.isfinite(r).all(axis=1)
@@ -114,12 +110,8 @@ def build_features(
         WeightsError: stem weights missing, corrupt or of the wrong shape.
     """
     refl, valid = _check_cube(cube)
-    n_t, n_b, h, w = refl.shape
-    if options.pca_components > n_b:
-        raise ConfigError(
-            f"features option 'pca_components'={options.pca_components} exceeds the cube's "
-            f"{n_b} bands; use 1..{n_b}"
-        )
+    _, n_b, h, w = refl.shape
+    _check_pca_components(options, n_b)
     device = resolve_device(options.device)
     stem = load_stem_weights(options.stem, stem_weights=options.stem_weights)
     weight = adapt_input_channels(stem.weight, options.pca_components)
@@ -127,18 +119,7 @@ def build_features(
     r = refl.data.rechunk((1, -1, c, c))
     v = valid.data.astype(bool).rechunk((1, c, c))
     ok = v & da.isfinite(r).all(axis=1)
-    if pca is None:
-        fit = fit_pca(
-            r, ok, n_components=options.pca_components, mode=options.pca_mode,
-            sample=options.pca_sample, seed=options.seed,
-        )
-    else:
-        if pca.mean.shape != (n_t, n_b):
-            raise FeatureError(
-                f"the PCA fit covers {pca.mean.shape[0]} dates x {pca.mean.shape[1]} bands, the cube "
-                f"{n_t} x {n_b}; rebuild the AOI's tile plan (results/<aoi>/tiles/plan.json)"
-            )
-        fit = pca
+    fit = _pca_fit(r, ok, options, pca)
     gridded = bool(cube.attrs.get("time_grid"))  # composites on a regular grid (pipeline.timegrid)
     stem_ok = da.isfinite(r).all(axis=1) if gridded else ok  # gap-filled steps feed the stem too
     feats = _stem_graph(r, stem_ok, fit=fit, weight=weight, device=device, dtype=options.dtype,
@@ -147,6 +128,42 @@ def build_features(
     if gridded and options.validity_channel:  # the models see which steps hold a clear observation: a filled step is not an average one
         feats = da.concatenate([feats, v[:, None].astype(feats.dtype)], axis=1).rechunk((1, -1, c, c))
         channels.append(CLEAR_CHANNEL)
+    ds = _features_dataset(cube, feats, ok, channels)
+    ds.attrs.update(_attrs(options, stem.stem, stem.source, fit, device))
+    return ds
+
+
+def _check_pca_components(options: FeatureOptions, n_bands: int) -> None:
+    """ConfigError unless ``options.pca_components`` fits in the cube's ``n_bands`` bands."""
+    if options.pca_components > n_bands:
+        raise ConfigError(
+            f"features option 'pca_components'={options.pca_components} exceeds the cube's "
+            f"{n_bands} bands; use 1..{n_bands}"
+        )
+
+
+def _pca_fit(r: da.Array, ok: da.Array, options: FeatureOptions, pca: PcaFit | None) -> PcaFit:
+    """The PCA of :func:`build_features`: fitted on ``r`` (time, band, y, x) float32 where ``ok``
+    (time, y, x) bool, or ``pca`` given beforehand, which must cover the same dates and bands
+    (FeatureError otherwise)."""
+    if pca is None:
+        return fit_pca(
+            r, ok, n_components=options.pca_components, mode=options.pca_mode,
+            sample=options.pca_sample, seed=options.seed,
+        )
+    n_t, n_b = r.shape[:2]
+    if pca.mean.shape != (n_t, n_b):
+        raise FeatureError(
+            f"the PCA fit covers {pca.mean.shape[0]} dates x {pca.mean.shape[1]} bands, the cube "
+            f"{n_t} x {n_b}; rebuild the AOI's tile plan (results/<aoi>/tiles/plan.json)"
+        )
+    return pca
+
+
+def _features_dataset(cube: xr.Dataset, feats: da.Array, ok: da.Array, channels: list[str]) -> xr.Dataset:
+    """The features dataset: ``features`` (time, channel, y, x) ``feats`` named ``channels``,
+    ``valid`` (time, y, x) ``ok``, the cube's time/y/x coords and attrs, and the store encoding
+    of ``features.zarr`` (:func:`pipeline.raster.zarr_io.features_encoding`)."""
     coords: dict[str, Any] = {
         name: coord for name, coord in cube.coords.items() if set(coord.dims) <= {"time", "y", "x"}
     }
@@ -159,10 +176,7 @@ def build_features(
         coords=coords,
         attrs=dict(cube.attrs),
     )
-    ds["features"].encoding = {
-        "compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)
-    }
-    ds.attrs.update(_attrs(options, stem.stem, stem.source, fit, device))
+    ds["features"].encoding = features_encoding()
     return ds
 
 

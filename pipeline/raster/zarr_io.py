@@ -45,6 +45,9 @@ store is deleted (its manifest first), the new one written in place and its mani
 the objects listed under the URL, written last - a reader sees the store complete only once the
 manifest is there and the objects add up. :func:`upload_store` puts a finished local store there
 the same way.
+
+Encodings: :func:`cube_encoding`, :func:`features_encoding` and :func:`labels_encoding` are the
+one place that chooses the codecs and chunks of the stores; the stages pass them to the writes.
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 import zarr
+from zarr.codecs import BloscCodec
 
 from pipeline.atomic import TMP_MARK, atomic_path
 from pipeline.errors import GridError, PipelineError
@@ -183,6 +188,31 @@ def set_aside_incomplete_stores(root: str | os.PathLike[str], *, locks: str | os
                         "set aside as %s, it will be rebuilt", store, problem, aside.name)
             moved.append(store)
     return moved
+
+
+LABELS_CHUNK_YX = 1024  # y/x chunk edge of labels.zarr (one date per chunk)
+
+
+def cube_encoding(cube: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """``to_zarr`` encoding of ``cube.zarr``: Blosc zstd level 3 with bit shuffle for
+    ``reflectance``, ``qa`` and ``valid``, those of them ``cube`` holds (no ``qa`` without
+    ``sensor.qa``); chunks are the dask chunks of ``cube``."""
+    return {v: {"compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")]}
+            for v in ("reflectance", "qa", "valid") if v in cube.data_vars}
+
+
+def features_encoding() -> dict[str, Any]:
+    """Encoding of the ``features`` variable of ``features.zarr``: Blosc zstd level 3 with byte
+    shuffle; chunks are its dask chunks (1 date, all channels, ``chunk`` x ``chunk``)."""
+    return {"compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)}
+
+
+def labels_encoding(labels: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """``to_zarr`` encoding of ``labels.zarr``: ``labels`` and ``reference`` (time, y, x) in
+    chunks of one date and at most :data:`LABELS_CHUNK_YX` pixels a side (default codec)."""
+    h, w = labels["labels"].shape[1:]
+    chunks = (1, min(h, LABELS_CHUNK_YX), min(w, LABELS_CHUNK_YX))
+    return {"labels": {"chunks": chunks}, "reference": {"chunks": chunks}}
 
 
 def write_zarr_atomic(ds: xr.Dataset, path: str | os.PathLike[str], **to_zarr_kwargs: object) -> Path | str:
