@@ -21,6 +21,8 @@ reference labels (``sample_reference: labels``) or from a labelled GeoPackage
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -250,6 +252,40 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
     return report, None if record["kind"] == "paper" else region == TEST
 
 
+def read_training_metrics(model_dir: Path | None) -> list[dict[str, str]] | None:
+    """The rows of ``model_dir/metrics.csv`` (strings, as ``csv.DictReader`` reads them), or None
+    without a model folder or that file."""
+    if model_dir is None or not (model_dir / "metrics.csv").is_file():
+        return None
+    with open(model_dir / "metrics.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_map_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_path: str | Path,
+                     model_dir: Path | None, table: ClassTable, test_mask: np.ndarray | None = None) -> Path:
+    """Write the self-contained ``report.html`` of one map (:mod:`pipeline.report.html`): reads
+    the map ``map_path`` (classes.tif), the clear observations and item ids per date of the cube
+    or composite grid ``cube_path`` and the training curves of ``model_dir`` (optional).
+
+    ``report``: the accuracy dict of ``accuracy.json``; ``test_mask``: optional (y, x) bool on the
+    map's grid, True inside the spatial test blocks, outlined on the map image.
+    """
+    # matplotlib is imported only when a report is written
+    from pipeline.report.html import MapRecord, report_html
+
+    with rasterio.open(map_path) as src:
+        class_map = src.read(1)
+    cube = xr.open_zarr(cube_path)
+    record = MapRecord(class_map=class_map, map_path=map_path,
+                       map_sha256=hashlib.sha256(map_path.read_bytes()).hexdigest(),
+                       dates=[str(t)[:10] for t in cube.time.values], clear_fraction=cube["valid_fraction"].values,
+                       item_ids=cube["item_ids"].values.tolist(), time_grid=cube.attrs.get("time_grid"),
+                       metrics=read_training_metrics(model_dir))
+    write_text_atomic(path, report_html(report=report, record=record, table=table, test_mask=test_mask))
+    log.info("wrote %s", path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = base_parser(__doc__.splitlines()[0])
@@ -273,10 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         options = EvaluationOptions.from_options(parse_options(args.options, what="evaluate"))
         report, test_mask = evaluate(args.map, args.labels, table, options, args.out, fold=args.fold,
                                      target=TargetOptions.from_json(args.target))
-        from pipeline.report.html import write_report
-
-        write_report(args.out / "report.html", report=report, map_path=args.map, cube_path=args.cube,
-                     model_dir=args.model, table=table, test_mask=test_mask)
+        write_map_report(args.out / "report.html", report=report, map_path=args.map, cube_path=args.cube,
+                         model_dir=args.model, table=table, test_mask=test_mask)
 
     return run_stage(work, verbose=args.verbose)
 

@@ -14,10 +14,11 @@ import xarray as xr
 
 from pipeline.accuracy.area import area_adjusted_accuracy
 from pipeline.errors import GridError
+from pipeline.evaluate import write_map_report
 from pipeline.raster.cog import write_class_cog
 from pipeline.reference.classes import ClassTable
 from pipeline.report import figures
-from pipeline.report.html import area_section, design_sentence, write_report
+from pipeline.report.html import area_section, design_sentence
 
 CLASSES = [{"id": 1, "name": "forest", "color": "#1b7837"}, {"id": 2, "name": "crops", "color": "#e6c34a"}]
 TABLE = ClassTable.from_config(CLASSES)
@@ -136,17 +137,17 @@ def test_write_report_with_design_and_test_blocks(tmp_path: Path) -> None:
     map_path, cube_path = world(tmp_path)
     mask = np.zeros((40, 50), bool)
     mask[5:20, 5:20] = True
-    out = write_report(tmp_path / "report.html", report=accuracy(BLOCKS), map_path=map_path, cube_path=cube_path,
+    out = write_map_report(tmp_path / "report.html", report=accuracy(BLOCKS), map_path=map_path, cube_path=cube_path,
                        model_dir=None, table=TABLE, test_mask=mask)
     html = out.read_text()
     assert "Accuracy measured on 9,000 reference pixels in 12 test blocks of 32 x 32 px" in html
     assert html.index("Accuracy measured on") < html.index("<img")  # at the top
     assert "test blocks (never used for training)" in html and "map with the test blocks outlined" in html
     assert "Reference pixels evaluated: 9,000" in html and "<td>6,000</td>" in html
-    paper = write_report(tmp_path / "paper.html", report=accuracy(PAPER), map_path=map_path, cube_path=cube_path,
+    paper = write_map_report(tmp_path / "paper.html", report=accuracy(PAPER), map_path=map_path, cube_path=cube_path,
                          model_dir=None, table=TABLE).read_text()
     assert 'class="design warning"' in paper and "as in the paper" in paper
     assert "never used for training" not in paper
     with pytest.raises(GridError, match="test_mask"):
-        write_report(tmp_path / "bad.html", report=accuracy(BLOCKS), map_path=map_path, cube_path=cube_path,
+        write_map_report(tmp_path / "bad.html", report=accuracy(BLOCKS), map_path=map_path, cube_path=cube_path,
                      model_dir=None, table=TABLE, test_mask=mask[:10])

@@ -1,32 +1,27 @@
 """The per-map HTML report: what the accuracy figures mean (the evaluation design), map and legend
 (with the spatial test blocks outlined), confusion matrix, per-class and area tables (hectares and
 km2 with 95 % intervals), training curves, clear observations per date, provenance. One
-self-contained file."""
+self-contained file, made from arrays and records (:class:`MapRecord`): the evaluate stage reads
+the files (:func:`pipeline.evaluate.write_map_report`)."""
 
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
-import hashlib
 import html
 import importlib.metadata
 import json
-import logging
 import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-import xarray as xr
 
-from pipeline.atomic import write_text_atomic
 from pipeline.errors import GridError
 from pipeline.reference.classes import ClassTable
 from pipeline.report import figures
-
-log = logging.getLogger(__name__)
 
 PACKAGES = ("numpy", "xarray", "dask", "zarr", "odc-stac", "rasterio", "pystac-client", "torch", "scikit-learn",
             "snakemake")
@@ -75,8 +70,10 @@ def table_html(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def provenance(cube: xr.Dataset | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Package versions, git revision, item ids and hashes of what a report was made from."""
+def provenance(item_ids: Sequence[str] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Package versions, git revision, item ids and hashes of what a report was made from.
+
+    ``item_ids``: the cube's ``item_ids`` per date (comma-joined STAC item ids), or None."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -90,18 +87,15 @@ def provenance(cube: xr.Dataset | None, extra: dict[str, Any] | None = None) -> 
         rev = "unknown"
     out: dict[str, Any] = {"generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                            "git_revision": rev, "packages": versions}
-    if cube is not None:
-        out["stac_items"] = [i for ids in cube["item_ids"].values.tolist() for i in str(ids).split(",") if i]
+    if item_ids is not None:
+        out["stac_items"] = [i for ids in item_ids for i in str(ids).split(",") if i]
     out.update(extra or {})
     return out
 
 
-def training_curves(model_dir: Path | None) -> bytes | None:
-    """Loss/accuracy curves from the model's metrics.csv, if there is one."""
-    if model_dir is None or not (model_dir / "metrics.csv").is_file():
-        return None
-    with open(model_dir / "metrics.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+def training_curves(rows: Sequence[Mapping[str, str]] | None) -> bytes | None:
+    """Loss/accuracy curves from the rows of the model's metrics.csv (as read by
+    ``csv.DictReader``), if there are any."""
     if not rows:
         return None
     epochs = np.array([float(r["epoch"]) for r in rows])
@@ -215,12 +209,12 @@ def area_section(area: dict[str, Any] | None) -> list[str]:
     return parts + [f"<p>{html.escape(frame_sentence(area) + oa)}</p>", table_html(header, rows)]
 
 
-def map_thumbnail(map_path: Path, test_mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The class map (y, x) uint8 and the test mask (y, x) bool, both thinned to about 1024 px."""
-    with rasterio.open(map_path) as src:
-        step = max(1, max(src.height, src.width) // 1024)
-        class_map = src.read(1)
-        shape = (src.height, src.width)
+def map_thumbnail(class_map: np.ndarray, test_mask: np.ndarray | None, *,
+                  map_path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class map (y, x) uint8 and the test mask (y, x) bool, both thinned to about 1024 px;
+    GridError when the mask is not a bool mask of the map's grid (``map_path`` names the map)."""
+    shape = class_map.shape
+    step = max(1, max(shape) // 1024)
     if test_mask is None:
         return class_map[::step, ::step], None
     mask = np.asarray(test_mask)
@@ -243,42 +237,61 @@ def map_time_sentence(report: dict[str, Any], grid: dict[str, Any] | None) -> st
     return text + "."
 
 
-def write_report(path: Path, *, report: dict[str, Any], map_path: Path, cube_path: Path, model_dir: Path | None,
-                 table: ClassTable, test_mask: np.ndarray | None = None) -> Path:
-    """Write the self-contained ``report.html`` of one map.
+@dataclass(frozen=True)
+class MapRecord:
+    """What the report of one map shows besides its accuracy dict.
+
+    ``class_map``: (y, x) uint8 class ids of the map (0 = nodata), its whole grid;
+    ``map_path``: the map file (its folder names the report; provenance) and ``map_sha256`` its
+    hex digest; ``dates``: (time,) ``YYYY-MM-DD`` of the cube (or composite grid) the map was
+    made from, ``clear_fraction``: (time,) float32 share of clear pixels per date (``valid_fraction``),
+    ``item_ids``: (time,) comma-joined STAC item ids per date, ``time_grid``: the cube's
+    ``time_grid`` attrs (None for a per-date cube); ``metrics``: the rows of the model's
+    ``metrics.csv`` (strings), None without one.
+    """
+
+    class_map: np.ndarray
+    map_path: Path
+    map_sha256: str
+    dates: list[str]
+    clear_fraction: np.ndarray
+    item_ids: list[str]
+    time_grid: dict[str, Any] | None = None
+    metrics: list[dict[str, str]] | None = None
+
+
+def report_html(*, report: dict[str, Any], record: MapRecord, table: ClassTable,
+                test_mask: np.ndarray | None = None) -> str:
+    """The self-contained ``report.html`` of one map (the document text).
 
     ``report``: the accuracy dict of ``accuracy.json`` (``design`` and ``area_adjusted`` optional);
     ``test_mask``: optional (y, x) bool on the map's grid, True inside the spatial test blocks,
-    outlined on the map image.
+    outlined on the map image (GridError when it is not on the map's grid).
     """
-    class_map, mask = map_thumbnail(map_path, test_mask)
-    cube = xr.open_zarr(cube_path)
+    map_path = record.map_path
+    class_map, mask = map_thumbnail(record.class_map, test_mask, map_path=map_path)
     names = table.names()
     evaluated = report.get("evaluated_pixels")
     map_png = figures.class_map_png(class_map, table.ids(), names, table.colors(), title="classes", outline=mask)
     parts = [f"<h1>Land-cover map: {html.escape(str(map_path.parent.name))}</h1>",
              design_sentence(report.get("design"), evaluated),
-             (f"<p>{html.escape(map_time_sentence(report, cube.attrs.get('time_grid')))} Reference pixels "
+             (f"<p>{html.escape(map_time_sentence(report, record.time_grid))} Reference pixels "
               f"evaluated: {fmt_count(evaluated) if evaluated is not None else '?'}.</p>"),
              img(map_png, "map" if mask is None else "map with the test blocks outlined")]
     if mask is not None and mask.any():
         parts.append(f'<p class="note">Outlined in magenta: {html.escape(figures.TEST_BLOCKS_LABEL)}.</p>')
     parts += accuracy_section(report)
     parts += area_section(report.get("area_adjusted"))
-    curves = training_curves(model_dir)
+    curves = training_curves(record.metrics)
     if curves:
         parts += ["<h2>Training</h2>", img(curves, "training curves")]
-    dates = [str(t)[:10] for t in cube.time.values]
     parts += ["<h2>Clear observations per date</h2>",
-              img(figures.clear_share_png(dates, cube["valid_fraction"].values, title="clear pixels in the AOI"),
+              img(figures.clear_share_png(record.dates, record.clear_fraction, title="clear pixels in the AOI"),
                   "clear observations")]
-    prov = provenance(cube, {"map": str(map_path), "map_sha256": hashlib.sha256(map_path.read_bytes()).hexdigest()})
+    prov = provenance(record.item_ids, {"map": str(map_path), "map_sha256": record.map_sha256})
     parts += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=1))}</pre>"]
-    doc = f"<!doctype html><html><head><meta charset='utf-8'><title>Map report</title><style>{STYLE}</style>" \
-          f"</head><body>{''.join(parts)}</body></html>"
-    write_text_atomic(path, doc)
-    log.info("wrote %s", path)
-    return path
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>Map report</title><style>{STYLE}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>"
 
 
 def accuracy_section(report: dict[str, Any]) -> list[str]:
