@@ -24,7 +24,7 @@ from pipeline.cloud_subset import SubsetOptions, aoi_cloud_cover, keep_dates, sc
 from pipeline.cloud_subset import main as subset_main
 from pipeline.errors import AccuracyError, ConfigError, FeatureError, StacError
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.report import compare
+from pipeline.report import compare, experiment_tables
 from pipeline.report.claims import beats_baselines, loses_less_with_few_labels, overall
 from pipeline.training.losses import rampup_weight
 
@@ -108,28 +108,28 @@ def test_plots_are_png(tables: dict[str, Path]) -> None:
     for path in tables.values():
         data = path.with_suffix(".png").read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000
-    exp = experiments.EXPERIMENTS["cloud_cover"]
+    exp = experiment_tables.EXPERIMENTS["cloud_cover"]
     rows = [{"aoi": "a", "model": "semi_convlstm", "value": v, "label": exp.label(v), "overall_accuracy": oa,
              "kappa": 0.5, "f1_weighted": 0.5, "dates": n} for v, oa, n in ((1, 0.9, 12), (100, 0.95, 34))]
     from pipeline.report.experiment_figures import experiment_png
 
     assert experiment_png(exp, rows)[:8] == PNG_MAGIC
     assert [r["label"] for r in rows] == ["< 1 %", "all"]
-    assert experiments.EXPERIMENTS["time_length"].label(6) == "t=6"
+    assert experiment_tables.EXPERIMENTS["time_length"].label(6) == "t=6"
 
 
 def test_aggregation_rejects_bad_runs(tmp_path: Path) -> None:
     acc, _ = write_run(tmp_path, "r", {"overall_accuracy": 0.9})
-    run = experiments.Run("demo", "rf", None, acc)
+    run = experiment_tables.Run("demo", "rf", None, acc)
     with pytest.raises(AccuracyError, match="lacks"):
-        experiments.build_table("compare", [run], [{"overall_accuracy": 0.9}], [None])
+        experiment_tables.build_table("compare", [run], [{"overall_accuracy": 0.9}], [None])
     with pytest.raises(ConfigError, match="listed twice"):
         doc = accuracy_doc(0.9, 0.8, 0.9)
-        experiments.build_table("compare", [run, run], [doc, doc], [None, None])
+        experiment_tables.build_table("compare", [run, run], [doc, doc], [None, None])
     with pytest.raises(ConfigError, match="needs a value"):
-        experiments.build_table("label_fraction", [run], [accuracy_doc(0.9, 0.8, 0.9)], [None])
+        experiment_tables.build_table("label_fraction", [run], [accuracy_doc(0.9, 0.8, 0.9)], [None])
     with pytest.raises(ConfigError, match="non-empty JSON list"):
-        experiments.parse_runs("[]")
+        experiment_tables.parse_runs("[]")
     with pytest.raises(AccuracyError, match="cannot read accuracy"):
         experiments.read_json(tmp_path / "missing.json", what="accuracy")
     assert experiments.main(["--experiment", "compare", "--runs", "{bad", "--csv", "a", "--json", "b",
@@ -140,8 +140,8 @@ def compare_rows(values: dict[str, tuple[float, float, float]], aoi: str = "demo
     rows = []
     for model, (oa, k, f1) in values.items():
         doc = accuracy_doc(oa, k, f1, class_f1=(f1, f1 - 0.3 if model == "semi_convlstm" else f1, f1))
-        rows.append(experiments.run_row(experiments.EXPERIMENTS["compare"],
-                                        experiments.Run(aoi, model, None, "x"), doc))
+        rows.append(experiment_tables.run_row(experiment_tables.EXPERIMENTS["compare"],
+                                             experiment_tables.Run(aoi, model, None, "x"), doc))
     return rows
 
 
@@ -171,13 +171,13 @@ def test_claims_and_plot_per_aoi() -> None:
     assert overall(claims) == "fails" and "SVM 0.990" in claims[1].diagnosis[0]
     from pipeline.report.experiment_figures import experiment_png
 
-    png = experiment_png(experiments.EXPERIMENTS["compare"], rows)
-    assert png[:8] == PNG_MAGIC and png != experiment_png(experiments.EXPERIMENTS["compare"], rows[:5])
+    png = experiment_png(experiment_tables.EXPERIMENTS["compare"], rows)
+    assert png[:8] == PNG_MAGIC and png != experiment_png(experiment_tables.EXPERIMENTS["compare"], rows[:5])
 
 
 def fraction_rows(values: dict[tuple[str, float], float]) -> list[dict]:
-    exp = experiments.EXPERIMENTS["label_fraction"]
-    return [experiments.run_row(exp, experiments.Run("demo", m, v, "x"), accuracy_doc(f1, f1, f1))
+    exp = experiment_tables.EXPERIMENTS["label_fraction"]
+    return [experiment_tables.run_row(exp, experiment_tables.Run("demo", m, v, "x"), accuracy_doc(f1, f1, f1))
             for (m, v), f1 in values.items()]
 
 
@@ -199,8 +199,8 @@ def test_claim_loses_less_with_few_labels() -> None:
     card = {"best_epoch": 6, "epochs_run": 11, "stopped_early": True, "metrics": {"val_oa": 0.382},
             "options": {"epochs": 12, "max_windows_per_epoch": 48, "label_fraction": 0.1}}
     rows = fraction_rows(flat)
-    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
-                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
+                                        experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     assert rows[-1]["training"]["max_windows_per_epoch"] == 48 and rows[-1]["training"]["val_oa"] == 0.382
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert "Semi-ConvLSTM at 10 %: best epoch 6 of 11 run (stopped early), validation OA 0.382" in text
@@ -208,8 +208,8 @@ def test_claim_loses_less_with_few_labels() -> None:
     # stopped right after the consistency ramp-up: the weight at the best epoch is named
     card["options"].update(consistency_weight=10.0, rampup_epochs=5, unlabelled_window_ratio=1.0)
     card.update(best_epoch=4, epochs_run=9)
-    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
-                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
+                                        experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     w4 = rampup_weight(3, w_max=10.0, rampup_epochs=5)  # epoch 4 trained with the 0-based epoch 3
     assert f"stopped improving at epoch 4, when the ramped consistency weight was {w4:.2g} of w_max=10" in text
@@ -217,19 +217,19 @@ def test_claim_loses_less_with_few_labels() -> None:
     assert "train.consistency_scaling: labelled_share" in text  # an unscaled run is pointed at the scaling
     card["options"]["consistency_scaling"] = "labelled_share"  # a scaled run: the effective weight is named
     card["metrics"]["labelled_share"] = 0.025
-    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
-                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
+                                        experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert f"of w_max=10 (times the labelled share 0.025 of the epoch's pixels: {w4 * 0.025:.2g})" in text
     assert "train.consistency_scaling: labelled_share" not in text
     card.update(best_epoch=9, epochs_run=12)  # best long after the ramp: no such note
-    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
-                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
+                                        experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     assert "ramped consistency weight" not in " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert "epoch budget ran out" not in " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     card.update(best_epoch=12, epochs_run=12, stopped_early=False)  # best at the last epoch of the budget
-    rows[-1] = experiments.run_row(experiments.EXPERIMENTS["label_fraction"],
-                                   experiments.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
+    rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
+                                        experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert "best epoch 12 of 12 run, validation OA 0.382 - still improving when the epoch budget ran out" in text
     # no run at <= 10 %: not evaluated

@@ -209,7 +209,7 @@ def consistency_note(row: Mapping[str, Any]) -> str | None:
 
 def training_notes(model_row: Mapping[str, Any], supervised_row: Mapping[str, Any], *, fraction: float) -> list[str]:
     """What the model cards say about the two training runs at ``fraction`` of the labels (rows
-    with a ``training`` entry, see :func:`pipeline.experiments.training_facts`)."""
+    with a ``training`` entry, see :func:`pipeline.report.experiment_tables.training_facts`)."""
     notes = [line for line in (
         _training_line(model_row, f"{_name(model_row['model'])} at {fraction * 100:g} %"),
         _training_line(supervised_row, f"{_name(supervised_row['model'])} at {fraction * 100:g} %")) if line]

@@ -1,6 +1,6 @@
 """Spatial k-fold cross-validation: per-model mean and spread over the folds. Pure: rows in, out.
 
-``rows`` are the per-run rows of :func:`pipeline.experiments.build_table` for the ``cv``
+``rows`` are the per-run rows of :func:`pipeline.report.experiment_tables.build_table` for the ``cv``
 experiment (one per AOI, model and fold; ``value`` = the fold). The summary has one row per AOI
 and model: the number of folds, the mean and sample standard deviation (ddof = 1; 0 for a single
 fold) of OA, kappa and weighted F1, and of every class's F1 over the folds where the class has

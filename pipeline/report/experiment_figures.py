@@ -1,6 +1,6 @@
 """Plots of the experiment tables (matplotlib Agg, PNG bytes). Pure: rows in, bytes out.
 
-``rows`` are the rows of :func:`pipeline.experiments.build_table` (keys ``aoi``, ``model``,
+``rows`` are the rows of :func:`pipeline.report.experiment_tables.build_table` (keys ``aoi``, ``model``,
 ``value``, ``label``, ``overall_accuracy``, ``kappa``, ``f1_weighted``, ``dates``).
 """
 
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 if TYPE_CHECKING:
-    from pipeline.experiments import Experiment
+    from pipeline.report.experiment_tables import Experiment
 
 METRIC_LABELS = {"overall_accuracy": "OA", "kappa": "kappa", "f1_weighted": "W-F1"}
 MODEL_LABELS = {"rf": "RF", "svm": "SVM", "pixel_lstm": "LSTM (pixel)", "convlstm": "ConvLSTM",
