@@ -133,7 +133,7 @@ def accuracy(design: dict | None) -> dict:
     return out if design is None else {**out, "design": design}
 
 
-def test_write_report_with_design_and_test_blocks(tmp_path: Path) -> None:
+def test_write_map_report_with_design_and_test_blocks(tmp_path: Path) -> None:
     map_path, cube_path = world(tmp_path)
     mask = np.zeros((40, 50), bool)
     mask[5:20, 5:20] = True
