@@ -30,12 +30,12 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402
 
+from pipeline.cli import dask_scheduler  # noqa: E402
 from pipeline.enrich import FeatureOptions, build_features  # noqa: E402
 from pipeline.evaluate import reference_of_period  # noqa: E402
 from pipeline.enrich.compute import fit_cube_pca  # noqa: E402
 from pipeline.predict import PredictOptions, run_predict  # noqa: E402
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic  # noqa: E402
-from pipeline.scheduler import dask_scheduler  # noqa: E402
 from pipeline.timegrid.composite import fill_linear  # noqa: E402
 from pipeline.timegrid.period import period_steps  # noqa: E402
 from pipeline.training.inference import load_model  # noqa: E402

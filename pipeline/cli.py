@@ -1,25 +1,30 @@
-"""Shared plumbing of the stage entry points: logging and error reporting.
+"""Shared plumbing of the stage entry points: logging, error reporting and the dask scheduler.
 
 Each stage module defines ``main(argv=None) -> int`` that builds an ``argparse`` parser,
 then calls :func:`run_stage` with a function doing the work. User-fixable problems
 (:class:`pipeline.errors.PipelineError`) are logged as one clear message and give exit
-status 2; other exceptions are bugs and propagate with their traceback.
+status 2; other exceptions are bugs and propagate with their traceback. Stages computing
+with dask choose their scheduler with :func:`dask_scheduler`: a dask.distributed cluster or
+local threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 EXIT_USER_ERROR = 2
+ENV_ADDRESS = "DASK_SCHEDULER_ADDRESS"
 
 # Query strings of URLs (SAS tokens: ...?st=..&se=..&sig=..) and stray `sig=` parameters.
 _URL_QUERY = re.compile(r"\b((?:https?|s3|gs|az|abfss?)://[^\s?#'\"<>]+)\?[^\s'\"<>]*", re.IGNORECASE)
@@ -82,3 +87,26 @@ def run_stage(work: Callable[[], object], *, verbose: bool = False) -> int:
         log.error("%s", exc)
         return EXIT_USER_ERROR
     return 0
+
+
+@contextlib.contextmanager
+def dask_scheduler(threads: int, address: str | None = None, *,
+                   on_client: Callable[[Any], None] | None = None) -> Iterator[None]:
+    """Compute on the scheduler at ``address`` (or ``$DASK_SCHEDULER_ADDRESS``), else ``threads`` threads.
+
+    ``on_client(client)`` runs once connected (e.g. to configure GDAL on every worker).
+    """
+    address = address or os.environ.get(ENV_ADDRESS)
+    if address:
+        from distributed import Client
+
+        with Client(address) as client:
+            log.info("computing on dask scheduler %s (dashboard %s)", address, client.dashboard_link)
+            if on_client is not None:
+                on_client(client)
+            yield
+    else:
+        import dask  # here: every stage imports this module, not every stage computes with dask
+
+        with dask.config.set(scheduler="threads", num_workers=max(threads, 1)):
+            yield

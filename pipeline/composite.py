@@ -17,13 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import base_parser, run_stage
+from pipeline.cli import base_parser, dask_scheduler, run_stage
 from pipeline.config import parse_options
 from pipeline.errors import ConfigError
 from pipeline.raster.load import CubeOptions
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.timegrid.composite import composite_cube
 from pipeline.timegrid.grid import time_grid

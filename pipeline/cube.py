@@ -25,7 +25,7 @@ import zarr
 from tqdm import tqdm
 
 from pipeline.atomic import atomic_path
-from pipeline.cli import base_parser, redact_secrets, run_stage
+from pipeline.cli import base_parser, dask_scheduler, redact_secrets, run_stage
 from pipeline.config import parse_options
 from pipeline.errors import AssetReadError, CubeError
 from pipeline.raster.gdal_env import configure_gdal
@@ -38,7 +38,6 @@ from pipeline.raster.zarr_io import (  # also: zarr warning filters
     seal_store,
     upload_store,
 )
-from pipeline.scheduler import dask_scheduler
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.stac.search import CatalogOptions
 from pipeline.tiling import AoiTile

@@ -79,8 +79,9 @@ class EvaluationOptions:
         return opts
 
 
-def read_map(path: Path, attrs: dict[str, Any]) -> np.ndarray:
-    """The classified map (y, x) uint8, checked against the cube grid."""
+def read_class_map(path: Path, attrs: dict[str, Any]) -> np.ndarray:
+    """The class ids (y, x) uint8 (0 = nodata) of the map GeoTIFF at ``path``, checked against the
+    grid (``crs``, ``transform``) in ``attrs`` (the labels store's, i.e. the cube's)."""
     with rasterio.open(path) as src:
         data = src.read(1)
         if src.crs is None or src.crs.to_string() != rasterio.crs.CRS.from_user_input(attrs["crs"]).to_string():
@@ -218,7 +219,7 @@ def evaluate(map_path: Path, labels_path: str | Path, table: ClassTable, options
     the step the map was made for (``target``, default the last date); return the accuracy dict
     and the test blocks ((y, x) bool; None for the paper design)."""
     labels = open_store(labels_path, required=("reference",))
-    class_map = read_map(map_path, labels.attrs)
+    class_map = read_class_map(map_path, labels.attrs)
     target = target or TargetOptions(target="last_date")
     times = labels.time.values
     when = times[map_step(times, target, attrs=labels.attrs)]

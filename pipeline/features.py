@@ -24,12 +24,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.cli import base_parser, run_stage
+from pipeline.cli import base_parser, dask_scheduler, run_stage
 from pipeline.enrich import FeatureOptions, build_features
 from pipeline.errors import ConfigError, GridError
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.scheduler import dask_scheduler
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import AoiTile
 

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from zarr.codecs import BloscCodec
 
-from pipeline.cli import base_parser, run_stage
+from pipeline.cli import base_parser, dask_scheduler, run_stage
 from pipeline.errors import GridError
 from pipeline.raster.mosaic import mosaic_cores
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.scheduler import dask_scheduler
 from pipeline.tile_plan import TILE_ATTRS, TilePlan
 
 log = logging.getLogger(__name__)

@@ -47,6 +47,7 @@ from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
+from pipeline.objects.options import SegmentOptions
 from pipeline.predict_tiles import predict_tiled, redundancy
 from pipeline.raster.cog import (
     write_class_cog,
@@ -59,7 +60,6 @@ from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
 from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, tile_halo
-from pipeline.segments import SegmentOptions
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import FEATURE_HALO, AoiTile
 from pipeline.timegrid.period import TargetOptions, map_period, map_step

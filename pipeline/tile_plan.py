@@ -33,14 +33,13 @@ import numpy as np
 import xarray as xr
 
 from pipeline.atomic import write_text_atomic
-from pipeline.cli import base_parser, run_stage
+from pipeline.cli import base_parser, dask_scheduler, run_stage
 from pipeline.config import parse_options
 from pipeline.enrich import FeatureOptions, PcaFit
 from pipeline.enrich.compute import fit_cube_pca
 from pipeline.errors import CubeError, GridError, PipelineError
 from pipeline.raster.mosaic import mosaic_cores
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.scheduler import dask_scheduler
 from pipeline.tiling import TileLayout
 
 log = logging.getLogger(__name__)

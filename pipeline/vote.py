@@ -1,4 +1,4 @@
-"""Stage ``vote``: object-based voting of a finished map (relearning paper; :mod:`pipeline.voting`).
+"""Stage ``vote``: object-based voting of a finished map (relearning paper; :mod:`pipeline.objects.voting`).
 
 Usage::
 
@@ -8,13 +8,15 @@ Usage::
 
 Reads the map folder's ``classes.tif`` (uint8 class ids, 0 = nodata), ``probabilities.tif``
 (uint8 percent per class, 255 = nodata) and ``item.json`` (the map date), segments that date's
-PCA composite of ``features.zarr`` (:mod:`pipeline.segments`; the store must be on the map's
-grid) and writes into ``--out``: ``classes.tif`` (the voted classes, same colour table, class
-names and overviews as the map), ``classes.qml`` and ``segments.gpkg`` (layer ``segments``: one
-polygon per segment with its class, mean probability and area). ``--options`` holds the voting
-keys of the ``predict`` config section (``voting``: majority | probability, ``segment_method``,
-``segment_scale``, ``segment_size``). A separate stage, so changing the voting reruns neither
-the prediction nor the training, and the voted map is evaluated like any other map.
+PCA composite of ``features.zarr`` (:mod:`pipeline.objects.segments`; the store must be on the
+map's grid), votes it (:mod:`pipeline.objects.voting`) and writes into ``--out``: ``classes.tif``
+(the voted classes, same colour table, class names and overviews as the map), ``classes.qml``
+and ``segments.gpkg`` (layer ``segments``: one polygon per segment with its class, mean
+probability and area). ``--options`` holds the voting keys of the ``predict`` config section
+(:data:`pipeline.objects.options.VOTING_KEYS`: ``voting``: majority | probability,
+``segment_method``, ``segment_scale``, ``segment_size``). A separate stage, so changing the
+voting reruns neither the prediction nor the training, and the voted map is evaluated like any
+other map. This module holds only the command line and the file I/O.
 """
 
 from __future__ import annotations
@@ -23,43 +25,26 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rasterio
-import xarray as xr
 
 from pipeline.atomic import atomic_path
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options
-from pipeline.errors import ConfigError, GridError, PredictionError
+from pipeline.errors import GridError, PredictionError
+from pipeline.objects.options import voting_options
+from pipeline.objects.voting import segment_polygons, vote_map
 from pipeline.raster.cog import PROBABILITY_NODATA, write_class_cog
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
-from pipeline.segments import SegmentOptions, date_segments
-from pipeline.voting import complete_segments, segment_polygons, vote
 
 log = logging.getLogger(__name__)
 
-VOTING_KEYS = ("voting", "segment_method", "segment_scale", "segment_size")
 
-
-def voting_options(options: dict[str, Any]) -> tuple[Literal["majority", "probability"], SegmentOptions]:
-    """The vote method and segmentation from the voting keys of the ``predict`` section."""
-    unknown = sorted(set(options) - set(VOTING_KEYS))
-    if unknown:
-        raise ConfigError(f"vote options {unknown} unknown; allowed: {list(VOTING_KEYS)}")
-    method = options.get("voting", "majority")
-    if method not in ("majority", "probability"):
-        raise ConfigError(f"predict.voting {method!r}: the vote stage needs 'majority' or 'probability' "
-                          f"('none' means no voted map: do not request one)")
-    segments = SegmentOptions(method=options.get("segment_method", "felzenszwalb"),
-                              scale=float(options.get("segment_scale", 100.0)), size=int(options.get("segment_size", 30)))
-    return method, segments
-
-
-def read_map(map_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[dict[str, Any]], str]:
+def read_map_folder(map_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any], list[dict[str, Any]], str]:
     """Classes (y, x) uint8 (0 = nodata), probabilities (K, y, x) float32 0..1 (NaN = nodata),
     the grid ({crs, transform}), the class table [{id, name, color}] and the map date
     (ISO, from item.json) of a map folder."""
@@ -100,29 +85,18 @@ def _class_table(item: dict[str, Any], band_names: list[str | None],
     return table
 
 
-def map_date_index(features: xr.Dataset, when: str) -> int:
-    """Index of the date ``when`` (ISO date) in the features' time axis."""
-    dates = [str(t)[:10] for t in features["time"].values]
-    if when not in dates:
-        raise PredictionError(f"the map date {when} is not a date of the features store ({dates[0]}..{dates[-1]}); "
-                              f"vote with the features the map was predicted from")
-    return dates.index(when)
-
-
 def run_vote(map_dir: Path, features_path: Path | str, out_dir: Path, options: dict[str, Any]) -> Path:
     """Vote the map in ``map_dir`` over the segments of its date; write ``out_dir``."""
     method, seg_options = voting_options(options)
-    classes, probs, grid, table, when = read_map(map_dir)
+    classes, probs, grid, table, when = read_map_folder(map_dir)
     features = open_store(features_path, required=("features",))
     if (features.sizes["y"], features.sizes["x"]) != classes.shape or \
             not np.allclose(features.attrs["transform"][:6], grid["transform"], atol=1e-6):
         raise GridError(f"features store {features_path} ({features.sizes['y']} x {features.sizes['x']}, transform "
                         f"{features.attrs['transform'][:6]}) is not on the grid of {map_dir / 'classes.tif'} "
                         f"({classes.shape}, {grid['transform']}); vote with the features the map was made from")
-    index = map_date_index(features, when)
     ids = np.array([c["id"] for c in table], dtype=np.uint8)
-    segments = complete_segments(date_segments(features, index, options=seg_options), classes > 0)
-    voted = vote(classes, segments, class_ids=ids, method=method, probabilities=probs)
+    voted, segments = vote_map(classes, probs, features, when, class_ids=ids, method=method, segment_options=seg_options)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_class_cog(voted, out_dir / "classes.tif", class_table=table, **grid)
     write_qml(out_dir / "classes.qml", table)

@@ -19,9 +19,9 @@ import yaml
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
 from pipeline.model_names import relearning_name, split_model_name
+from pipeline.objects.segments import date_segments
 from pipeline.predict import PredictOptions, predict_date, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.segments import date_segments
 from pipeline.training import (
     load_model,
     parse_train_options,

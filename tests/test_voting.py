@@ -17,19 +17,15 @@ from conftest import with_test_design
 from skimage.measure import label
 from sklearn.decomposition import PCA
 
+from pipeline import vote as vote_stage
 from pipeline.errors import ConfigError, GridError
+from pipeline.objects.options import SegmentOptions, voting_options
+from pipeline.objects.segments import date_segments, pca_composite, segment_image
+from pipeline.objects.voting import complete_segments, segment_polygons, vote
 from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.segments import (
-    SegmentOptions,
-    date_segments,
-    pca_composite,
-    segment_image,
-)
 from pipeline.training import train_model
-from pipeline import vote as vote_stage
-from pipeline.vote import run_vote, voting_options
-from pipeline.voting import complete_segments, segment_polygons, vote
+from pipeline.vote import run_vote
 
 IDS = [1, 2, 4]
 TABLE = [{"id": 1, "name": "crop", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},

@@ -6,6 +6,7 @@ scale/offset/nodata and bit layout, per-date reference labels (cultivated, fores
 construction, water, cloud, shadow), and a static STAC catalog in the structure of the
 Planetary Computer ``landsat-c2-l2`` collection. Arrays are drawn by pure functions
 (:mod:`.landscape`, :mod:`.spectra`, :mod:`.clouds`, :mod:`.scenes`); :mod:`.catalog` writes them.
+``python -m pipeline.synthetic`` (:mod:`.__main__`) is the stage ``demo`` that writes the catalog.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class TrainOptions:
         without relearning), see :attr:`TrainOptions.base_name`.
     segment_method ("felzenszwalb" | "slic"), segment_scale (felzenszwalb scale, 100),
         segment_size (felzenszwalb min_size / SLIC mean segment size in pixels, 30): the
-        segmentation of the "object" strategy (:mod:`pipeline.segments`).
+        segmentation of the "object" strategy (:mod:`pipeline.objects.segments`).
     """
 
     classes: tuple[ClassEntry, ...]

@@ -13,7 +13,7 @@ like any other (see :func:`pipeline.model_names.split_model_name`).
 Extended input. For date ``tau`` the extension is the base model's softmax for the window of
 its ``t_b`` dates ending at ``tau`` (tiled prediction with the base model's exact halo):
 "pixel" keeps it per pixel, "object" replaces it by its mean over the image segment of
-``tau`` that holds the pixel (:mod:`pipeline.segments`, options ``segment_*``). Channel order of
+``tau`` that holds the pixel (:mod:`pipeline.objects.segments`, options ``segment_*``). Channel order of
 the extended features: the C feature channels, then K channels ``relearn_p{k}_{name}`` where
 channel ``C + k`` is the probability of class ``k`` of the class table (the same table for both
 models). Dates before ``t_b - 1`` have no first-stage prediction: the extended series starts at
@@ -35,9 +35,10 @@ import torch
 import xarray as xr
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
+from pipeline.objects.options import SegmentOptions
+from pipeline.objects.segments import date_segments
 from pipeline.predict_tiles import predict_tiled
 from pipeline.receptive import aligned_tile, tile_halo
-from pipeline.segments import SegmentOptions, date_segments
 from pipeline.training.baselines import JOBLIB_NAME
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.loop import MODEL_NAME

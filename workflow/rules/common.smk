@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from pipeline.config import check_config, command_line_aois
 from pipeline.search import is_local_catalog
 from pipeline.model_names import relearning_name, split_model_name
+from pipeline.objects.options import VOTING_KEYS
 from pipeline.raster.zarr_io import set_aside_incomplete_stores
 
 
@@ -112,7 +113,6 @@ def relearning_input(wildcards):
 
 # Object-based voting (predict.voting) is its own stage on the finished map (workflow/rules/vote.smk):
 # the voted map lives in maps/{model}/voted/ and is evaluated in reports/{model}/voted/.
-VOTING_KEYS = ("voting", "segment_method", "segment_scale", "segment_size")
 VOTING = config["predict"]["voting"] != "none"
 
 

@@ -16,4 +16,4 @@ rule generate_demo:
     conda:
         "../../envs/demo.yaml"
     shell:
-        "python -m pipeline.demo --out {output.catalog} --options {params.options:q} > {log} 2>&1"
+        "python -m pipeline.synthetic --out {output.catalog} --options {params.options:q} > {log} 2>&1"

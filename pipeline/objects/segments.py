@@ -2,9 +2,9 @@
 segmented with scikit-image (Felzenszwalb-Huttenlocher graph merging or SLIC superpixels).
 
 Used by object-based relearning (:mod:`pipeline.training.relearning`, strategy "object") and
-object-based voting (:mod:`pipeline.voting`). Segment labels are int32 ``1..N``, every segment
+object-based voting (:mod:`pipeline.objects.voting`). Segment labels are int32 ``1..N``, every segment
 4-connected (so one segment = one polygon, possibly with holes), 0 = no segment (a pixel
-without finite reflectance in every band).
+without finite reflectance in every band). The settings: :class:`pipeline.objects.options.SegmentOptions`.
 """
 
 from __future__ import annotations
@@ -12,39 +12,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import xarray as xr
 from skimage.measure import label as connected_components
 from skimage.segmentation import felzenszwalb, slic
 
-from pipeline.errors import ConfigError, FeatureError
+from pipeline.errors import FeatureError, PredictionError
+from pipeline.objects.options import SegmentOptions
 
 log = logging.getLogger(__name__)
 
 REFLECTANCE_BANDS = ("coastal", "blue", "green", "red", "nir08", "swir16", "swir22")
 SLIC_COMPACTNESS = 0.1  # composite values lie in [0, 1]: colour distances are ~0.01..1
-
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    """``method``: "felzenszwalb" | "slic"; ``scale``: Felzenszwalb scale (larger = larger
-    segments; skimage divides it by 255 for float images); ``size``: Felzenszwalb ``min_size``,
-    and for SLIC the mean segment size in pixels (``n_segments`` = valid pixels / size);
-    ``sigma``: Gaussian pre-smoothing in pixels."""
-
-    method: Literal["felzenszwalb", "slic"] = "felzenszwalb"
-    scale: float = 100.0
-    size: int = 30
-    sigma: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.method not in ("felzenszwalb", "slic"):
-            raise ConfigError(f"segment method {self.method!r} not allowed (allowed: felzenszwalb, slic)")
-        if not self.scale > 0 or self.size < 1 or self.sigma < 0:
-            raise ConfigError(f"segment scale ({self.scale}) must be > 0, size ({self.size}) >= 1, sigma >= 0")
 
 
 def band_channels(channel_names: Sequence[object]) -> list[int]:
@@ -130,3 +110,12 @@ def date_segments(features: xr.Dataset, index: int, *, options: SegmentOptions =
     seg = segment_image(comp, valid, options=options)
     log.debug("date %d: %d segments (%s)", index, int(seg.max()), options.method)
     return seg
+
+
+def map_date_index(features: xr.Dataset, when: str) -> int:
+    """Index of the date ``when`` (ISO date) in the features' time axis."""
+    dates = [str(t)[:10] for t in features["time"].values]
+    if when not in dates:
+        raise PredictionError(f"the map date {when} is not a date of the features store ({dates[0]}..{dates[-1]}); "
+                              f"vote with the features the map was predicted from")
+    return dates.index(when)

@@ -1,5 +1,5 @@
 """Object-based voting (relearning paper): the classes of a map's pixels are replaced by one
-vote per image segment (segments: :mod:`pipeline.segments`), and the voted segments become
+vote per image segment (segments: :mod:`pipeline.objects.segments`), and the voted segments become
 polygons for GIS.
 
 With predict option ``voting`` ("majority" | "probability", default "none") the stage
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import shapes
@@ -29,10 +30,10 @@ from shapely.geometry import shape
 from skimage.measure import label as connected_components
 
 from pipeline.errors import GridError, PredictionError
+from pipeline.objects.options import SegmentOptions, VoteMethod
+from pipeline.objects.segments import date_segments, map_date_index
 
 log = logging.getLogger(__name__)
-
-VoteMethod = Literal["majority", "probability"]
 
 
 def complete_segments(segments: np.ndarray, mapped: np.ndarray) -> np.ndarray:
@@ -113,6 +114,28 @@ def vote(classes: np.ndarray, segments: np.ndarray, *, class_ids: Sequence[int],
     ids = np.asarray(class_ids, dtype=np.uint8)
     seg_class = np.where(win >= 0, ids[np.maximum(win, 0)], 0).astype(np.uint8)
     return np.where((classes != 0) & (segments > 0), seg_class[segments], classes).astype(np.uint8)
+
+
+def vote_map(classes: np.ndarray, probabilities: np.ndarray, features: xr.Dataset, when: str, *,
+             class_ids: Sequence[int], method: VoteMethod, segment_options: SegmentOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Vote a map over the segments of its date.
+
+    Args:
+        classes: (y, x) uint8 class ids, 0 = nodata.
+        probabilities: (K, y, x) float in class table order, NaN = nodata.
+        features: features store on the map's grid (``features`` (time, channel, y, x)).
+        when: the map date (ISO), a date of ``features``.
+        class_ids: class table ids (K,) in probability order.
+        method, segment_options: the vote method and the segmentation (:mod:`pipeline.objects.options`).
+
+    Returns:
+        ``voted`` (y, x) uint8 (:func:`vote`) and ``segments`` (y, x) int32 (:func:`complete_segments`:
+        every mapped pixel in one segment).
+    """
+    index = map_date_index(features, when)
+    segments = complete_segments(date_segments(features, index, options=segment_options), classes > 0)
+    voted = vote(classes, segments, class_ids=class_ids, method=method, probabilities=probabilities)
+    return voted, segments
 
 
 def segment_polygons(voted: np.ndarray, segments: np.ndarray, *, class_table: Sequence[dict[str, Any]],

@@ -1,8 +1,8 @@
 """Stage ``demo``: write the synthetic offline Landsat C2 L2 catalog (COGs + STAC + labels).
 
-Usage::
+Usage (rule ``generate_demo``)::
 
-    python -m pipeline.demo --out resources/demo/catalog --options '{"seed": 42, "size": 256}'
+    python -m pipeline.synthetic --out resources/demo/catalog --options '{"seed": 42, "size": 256}'
 
 ``--options`` is the ``demo`` config section as one JSON object; its keys are the fields of
 :class:`pipeline.synthetic.DemoSpec` (seed, size, start, end, epsg, center, n_dates,
@@ -37,7 +37,7 @@ def parse_options(text: str) -> DemoSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pipeline.demo``; returns the exit status."""
+    """Entry point of ``python -m pipeline.synthetic``; returns the exit status."""
     parser = base_parser("Generate the synthetic offline Landsat C2 L2 demo catalog (COGs, STAC, labels).")
     parser.add_argument("--out", required=True, type=Path, help="output catalog directory (replaced atomically)")
     parser.add_argument("--options", default="{}", help="demo options as one JSON object (the config 'demo' section)")

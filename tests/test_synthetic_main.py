@@ -1,4 +1,4 @@
-"""Tests of the ``python -m pipeline.demo`` stage entry point."""
+"""Tests of the ``python -m pipeline.synthetic`` stage entry point (stage ``demo``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pystac
 import pytest
 import rasterio
 
-from pipeline.demo import main
 from pipeline.synthetic import DemoSpec, demo_grid
+from pipeline.synthetic.__main__ import main
 
 
 def test_main_writes_the_catalog(tmp_path: Path) -> None:
@@ -55,13 +55,13 @@ def test_main_rejects_bad_options_with_exit_code_2(
 def test_module_runs_as_a_script(tmp_path: Path) -> None:
     out = tmp_path / "cat"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.demo", "--out", str(out), "--options", '{"size": 32, "n_dates": 2}'],
+        [sys.executable, "-m", "pipeline.synthetic", "--out", str(out), "--options", '{"size": 32, "n_dates": 2}'],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert len(list((out / "items").glob("*.json"))) == 2
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.demo", "--out", str(out), "--options", '{"bogus": 1}'],
+        [sys.executable, "-m", "pipeline.synthetic", "--out", str(out), "--options", '{"bogus": 1}'],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 2 and "bogus" in proc.stderr
