@@ -18,7 +18,7 @@ from conftest import with_test_design
 import yaml
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
-from pipeline.model_names import relearning_name, split_model_name
+from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.predict import PredictOptions, predict_date, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
 from pipeline.segments import date_segments
