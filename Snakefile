@@ -2,6 +2,8 @@
 # The index of the workflow: configuration, validation, the stage rules and the targets.
 from snakemake.utils import min_version
 
+from pipeline.models.registry import MODEL_WILDCARD
+
 
 min_version("9.0")
 
@@ -15,7 +17,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     aoi="|".join(AOIS),
     tile="r[0-9]+c[0-9]+",
-    model="(?:semi_convlstm|convlstm|pixel_lstm|rf|svm|unet|unet_stack|unet_convlstm)(?:_relearn_(?:pixel|object))?",
+    model=MODEL_WILDCARD,  # a train model, optionally {model}_relearn_{strategy} (pipeline.models.registry)
 
 
 include: "workflow/rules/demo.smk"

@@ -47,6 +47,12 @@ from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
+from pipeline.models.receptive import (
+    aligned_tile,
+    receptive_radius,
+    tile_alignment,
+    tile_halo,
+)
 from pipeline.objects.options import SegmentOptions
 from pipeline.predict_tiles import predict_tiled, redundancy
 from pipeline.raster.cog import (
@@ -59,7 +65,6 @@ from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
-from pipeline.receptive import aligned_tile, receptive_radius, tile_alignment, tile_halo
 from pipeline.tile_plan import TilePlan
 from pipeline.tiling import FEATURE_HALO, AoiTile
 from pipeline.timegrid.period import TargetOptions, map_period, map_step
@@ -138,7 +143,7 @@ def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, A
     k = int(meta["num_classes"])
     window = slice(index + 1 - t, index + 1)
     image = features["features"].isel(time=window).data
-    halo, tile = tile_halo(meta), aligned_tile(options.tile, meta)  # exact tiling (pipeline.receptive)
+    halo, tile = tile_halo(meta), aligned_tile(options.tile, meta)  # exact tiling (pipeline.models.receptive)
     log.info("tiles %d px + halo %d px (receptive radius %d): redundancy factor %.2f", tile, halo,
              receptive_radius(meta), redundancy((ny, nx), tile, halo))
     out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,

@@ -14,7 +14,7 @@ pixel size, transform translated by whole pixels), so a mosaic is pure copying.
 The overlap makes the mosaic seam-free: the feature stem is exact only :data:`FEATURE_HALO`
 pixels away from a window edge inside the AOI (beyond it the tile has no data), and a model's
 output pixel depends on features within its receptive-field radius
-(:func:`pipeline.receptive.tile_halo`). With ``overlap >= FEATURE_HALO + tile_halo`` every core
+(:func:`pipeline.models.receptive.tile_halo`). With ``overlap >= FEATURE_HALO + tile_halo`` every core
 pixel sees exactly what it sees in the untiled run. ``overlap: null`` takes that sum for the
 configured model (plus the first-stage model's halo for relearning), rounded up to
 :data:`ALIGN` pixels (UNet max-pooling is shift-equivariant by multiples of 2^depth only, so
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.model_names import split_model_name
+from pipeline.models.registry import split_model_name
 from pipeline.predict_tiles import Window
 
 #: Halo (px) of the feature stem, :data:`pipeline.enrich.stem.HALO` (not imported: this module
@@ -145,7 +145,7 @@ def model_halo(model: str, train: dict[str, Any]) -> int:
     """Prediction halo (px) of ``model`` (a model name, ``{model}_relearn_{strategy}`` included)
     trained with the ``train`` config section: its tile halo, plus the first-stage model's
     for relearning (whose probabilities are an input)."""
-    from pipeline.receptive import (
+    from pipeline.models.receptive import (
         tile_halo,  # torch: only when the overlap is automatic
     )
 

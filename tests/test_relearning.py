@@ -14,11 +14,11 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
-from conftest import with_test_design
 import yaml
+from conftest import with_test_design
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
-from pipeline.model_names import relearning_name, split_model_name
+from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.segments import date_segments
 from pipeline.predict import PredictOptions, predict_date, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic

@@ -4,7 +4,10 @@
 the "semi_convlstm" and "convlstm" models; ``pixel_lstm``: the per-pixel LSTM baseline;
 ``unet`` (models "unet", "unet_stack"), ``unet_convlstm`` (model "unet_convlstm") and their
 ``unet_parts`` (blocks, receptive-field formula) from the relearning paper;
-``standardize``: the input standardisation shared by all. No training code lives here.
+``standardize``: the input standardisation shared by all; ``registry`` (standard library only):
+every model name, its family, labels and the relearning names; ``receptive``: a trained model's
+receptive-field radius, tile alignment and halo. No training code lives here, and this package
+imports no submodule: import from the submodules.
 """
 
 from __future__ import annotations

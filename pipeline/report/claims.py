@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pipeline.models.registry import short_label
+
 Status = Literal["holds", "fails", "not evaluated"]
 METRICS = ("overall_accuracy", "kappa", "f1_weighted")
 _SHORT = {"overall_accuracy": "OA", "kappa": "kappa", "f1_weighted": "W-F1"}
-_NAMES = {"rf": "RF", "svm": "SVM", "pixel_lstm": "LSTM", "convlstm": "ConvLSTM", "semi_convlstm": "Semi-ConvLSTM"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Claim:
 
 
 def _name(model: str) -> str:
-    return _NAMES.get(model, model)
+    return short_label(model)
 
 
 def _aois(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -24,8 +24,8 @@ from pipeline.atomic import write_text_atomic
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import AccuracyError, ConfigError
+from pipeline.models.registry import SKLEARN_MODELS, display_label
 from pipeline.report.claims import Claim, beats_baselines, loses_less_with_few_labels, overall
-from pipeline.report.experiment_figures import MODEL_LABELS
 from pipeline.report.html import STYLE, img, provenance, table_html
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def claims_html(claims: Mapping[str, Sequence[Claim]]) -> str:
 
 
 def _model(name: str) -> str:
-    return MODEL_LABELS.get(name, name)
+    return display_label(name)
 
 
 def compare_html(table: Mapping[str, Any]) -> str:
@@ -138,7 +138,7 @@ def compare_html(table: Mapping[str, Any]) -> str:
                 ["classifier", "best epoch", "epochs run", "stopped early", "validation OA", "search space"],
                 [[_model(r["model"]), r["training"].get("best_epoch"), r["training"].get("epochs_run"),
                   str(bool(r["training"].get("stopped_early"))).lower(), r["training"].get("val_oa"),
-                  json.dumps(r["training"].get("search_space")) if r["model"] in ("rf", "svm") else "-"]
+                  json.dumps(r["training"].get("search_space")) if r["model"] in SKLEARN_MODELS else "-"]
                  for r in trained]))
     return "".join(parts)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.models.registry import display_label
+
 METRICS = ("overall_accuracy", "kappa", "f1_weighted")
 
 
@@ -73,7 +75,7 @@ def cv_csv(summary: Sequence[Mapping[str, Any]]) -> str:
 
 def cv_png(summary: Sequence[Mapping[str, Any]]) -> bytes:
     """Bars of the mean OA, kappa and W-F1 per model with the fold standard deviation as error bars."""
-    from pipeline.report.experiment_figures import METRIC_LABELS, MODEL_LABELS, plt, png_bytes
+    from pipeline.report.experiment_figures import METRIC_LABELS, plt, png_bytes
 
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(summary) + 1.5), 3.4))
     x = np.arange(len(summary))
@@ -82,7 +84,7 @@ def cv_png(summary: Sequence[Mapping[str, Any]]) -> bytes:
         means = [r[f"{metric}_mean"] for r in summary]
         stds = [r[f"{metric}_std"] for r in summary]
         ax.bar(x + k * width, means, width, yerr=stds, capsize=3, label=METRIC_LABELS[metric])
-    labels = [f"{MODEL_LABELS.get(r['model'], r['model'])}\n{r['aoi']}" for r in summary]
+    labels = [f"{display_label(r['model'])}\n{r['aoi']}" for r in summary]
     ax.set_xticks(x + 0.4 - width / 2, labels, rotation=20, ha="right")
     ax.set_ylim(min(0.0, *(r["kappa_mean"] for r in summary)), 1.08)
     folds = sorted({r["folds"] for r in summary})

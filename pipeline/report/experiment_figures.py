@@ -16,12 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pipeline.models.registry import display_label
+
 if TYPE_CHECKING:
     from pipeline.report.experiment_tables import Experiment
 
 METRIC_LABELS = {"overall_accuracy": "OA", "kappa": "kappa", "f1_weighted": "W-F1"}
-MODEL_LABELS = {"rf": "RF", "svm": "SVM", "pixel_lstm": "LSTM (pixel)", "convlstm": "ConvLSTM",
-                "semi_convlstm": "Semi-ConvLSTM"}
 
 
 def png_bytes(fig: plt.Figure) -> bytes:
@@ -54,7 +54,7 @@ def compare_png(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str], ti
             vals = [r[metric] for r in sub]
             bars = ax.bar(x + k * width, vals, width, label=METRIC_LABELS.get(metric, metric))
             ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=6, padding=1)
-        ax.set_xticks(x + 0.4 - width / 2, [MODEL_LABELS.get(r["model"], r["model"]) for r in sub],
+        ax.set_xticks(x + 0.4 - width / 2, [display_label(r["model"]) for r in sub],
                       rotation=20, ha="right")
         ax.set_ylim(min(0.0, *(r["kappa"] for r in sub)) if "kappa" in metrics else 0.0, 1.08)
         ax.set_title(f"{title} - {aoi}")
@@ -75,7 +75,7 @@ def series_png(rows: Sequence[Mapping[str, Any]], *, metric: str, axis: str, tit
         for model in _unique([r["model"] for r in sub]):
             pts = [(labels.index(r["label"]), r[metric], r.get("dates")) for r in sub if r["model"] == model]
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            ax.plot(xs, ys, marker="o", label=MODEL_LABELS.get(model, model))
+            ax.plot(xs, ys, marker="o", label=display_label(model))
             if show_dates:
                 for x, y, n in pts:
                     if n is not None:

@@ -182,8 +182,8 @@ def auto_buffer(model: str, train: Mapping[str, Any]) -> int:
     """``evaluation.buffer: null``: the receptive-field radius (px) of ``model`` (a model name,
     ``{model}_relearn_{strategy}`` included) trained with the ``train`` config section, plus the
     first-stage model's for relearning: the reach of a prediction into its neighbourhood."""
-    from pipeline.model_names import split_model_name
-    from pipeline.receptive import receptive_radius  # torch: only when the buffer is automatic
+    from pipeline.models.receptive import receptive_radius  # torch: only when the buffer is automatic
+    from pipeline.models.registry import split_model_name
 
     name, strategy = split_model_name(model)
     steps = int(train.get("time_steps", 20))

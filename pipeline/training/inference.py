@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from pipeline.errors import CheckpointError
 from pipeline.models.convlstm import ConvLSTMClassifier, ConvLSTMConfig
 from pipeline.models.pixel_lstm import PixelLSTMClassifier, PixelLSTMConfig
+from pipeline.models.registry import models_of
 from pipeline.models.unet import UNetClassifier, UNetConfig
 from pipeline.models.unet_convlstm import UNetConvLSTMClassifier, UNetConvLSTMConfig
 from pipeline.training.baselines import (
@@ -30,16 +31,16 @@ from pipeline.training.options import TrainOptions
 
 def model_config_for(name: str, *, in_channels: int, num_classes: int, options: TrainOptions) -> dict[str, Any]:
     """Config dict of the torch model ``name`` for the given data and options."""
-    if name in ("semi_convlstm", "convlstm"):
+    if name in models_of("torch_convlstm"):
         return ConvLSTMConfig(in_channels, num_classes, hidden=options.hidden, kernel=options.kernel,
                               dropout=options.dropout).to_dict()
-    if name == "pixel_lstm":
+    if name in models_of("torch_pixel"):
         return PixelLSTMConfig(in_channels, num_classes, hidden=options.lstm_hidden, dropout=options.dropout).to_dict()
-    if name in ("unet", "unet_stack"):
+    if name in models_of("torch_unet"):
         return UNetConfig(in_channels, num_classes, temporal="last" if name == "unet" else "stack",
                           time_steps=options.time_steps, depth=options.unet_depth, width=options.unet_width,
                           kernel=options.kernel, dropout=options.dropout).to_dict()
-    if name == "unet_convlstm":
+    if name in models_of("torch_unet_convlstm"):
         return UNetConvLSTMConfig(in_channels, num_classes, depth=options.unet_depth, width=options.unet_width,
                                   kernel=options.kernel, lstm_kernel=options.kernel,
                                   lstm_skips=options.unet_lstm_skips, dropout=options.dropout).to_dict()
@@ -47,15 +48,15 @@ def model_config_for(name: str, *, in_channels: int, num_classes: int, options: 
 
 
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate the torch model ``name`` ("semi_convlstm", "convlstm", "pixel_lstm", "unet",
-    "unet_stack", "unet_convlstm")."""
-    if name in ("semi_convlstm", "convlstm"):
+    """Instantiate the torch model ``name`` (a model of :data:`pipeline.models.registry.TORCH_MODELS`:
+    "semi_convlstm", "convlstm", "pixel_lstm", "unet", "unet_stack", "unet_convlstm")."""
+    if name in models_of("torch_convlstm"):
         return ConvLSTMClassifier(ConvLSTMConfig(**config))
-    if name == "pixel_lstm":
+    if name in models_of("torch_pixel"):
         return PixelLSTMClassifier(PixelLSTMConfig(**config))
-    if name in ("unet", "unet_stack"):
+    if name in models_of("torch_unet"):
         return UNetClassifier(UNetConfig(**config))
-    if name == "unet_convlstm":
+    if name in models_of("torch_unet_convlstm"):
         return UNetConvLSTMClassifier(UNetConvLSTMConfig(**config))
     raise CheckpointError(f"unknown model name {name!r} in checkpoint; retrain with this pipeline version")
 

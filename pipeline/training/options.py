@@ -15,13 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
+from pipeline.models.registry import MODEL_NAMES, ModelName, Relearning
 
-ModelName = Literal["semi_convlstm", "convlstm", "pixel_lstm", "rf", "svm", "unet", "unet_stack", "unet_convlstm"]
-TORCH_MODELS = ("semi_convlstm", "convlstm", "pixel_lstm", "unet", "unet_stack", "unet_convlstm")
-UNET_MODELS = ("unet", "unet_stack", "unet_convlstm")
-Relearning = Literal["none", "pixel", "object"]
 SegmentMethod = Literal["felzenszwalb", "slic"]
-SKLEARN_MODELS = ("rf", "svm")
 
 
 @dataclass(frozen=True)
@@ -206,7 +202,7 @@ _FLOAT_RANGE = {  # name -> (low, high, low_inclusive, high_inclusive)
     "unlabelled_window_ratio": (0.0, 1000.0, True, True),
 }
 _CHOICES = {
-    "model": get_args(ModelName), "scheduler": ("none", "cosine", "plateau"),
+    "model": MODEL_NAMES, "scheduler": ("none", "cosine", "plateau"),
     "focal_alpha": ("balanced", None), "loss_normalization": ("batch", "labelled"),
     "monitor": ("val_loss", "val_oa", "val_f1"), "device": ("auto", "cpu", "cuda"),
     "label_removal": ("chronological", "random"), "relearning": get_args(Relearning),

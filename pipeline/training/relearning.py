@@ -8,7 +8,7 @@ wildcard ``<model>_relearn_<strategy>`` (e.g. ``unet_convlstm_relearn_pixel``) t
 ``<model>`` on the features extended with the probabilities of ``train.relearning_base``
 (default: the same ``<model>`` trained without relearning) into
 ``results/{aoi}/models/<model>_relearn_<strategy>/``; predict and evaluate use that folder
-like any other (see :func:`pipeline.model_names.split_model_name`).
+like any other (see :func:`pipeline.models.registry.split_model_name`).
 
 Extended input. For date ``tau`` the extension is the base model's softmax for the window of
 its ``t_b`` dates ending at ``tau`` (tiled prediction with the base model's exact halo):
@@ -35,10 +35,10 @@ import torch
 import xarray as xr
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
+from pipeline.models.receptive import aligned_tile, tile_halo
 from pipeline.objects.options import SegmentOptions
 from pipeline.objects.segments import date_segments
 from pipeline.predict_tiles import predict_tiled
-from pipeline.receptive import aligned_tile, tile_halo
 from pipeline.training.baselines import JOBLIB_NAME
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.loop import MODEL_NAME

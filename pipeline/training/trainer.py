@@ -26,6 +26,7 @@ import xarray as xr
 
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.models.registry import SKLEARN_MODELS
 from pipeline.split.design import TRAIN, region_from_store
 from pipeline.split.validation import (
     RUN_REGION_NAMES,
@@ -53,7 +54,7 @@ from pipeline.training.distributed import (
 from pipeline.training.inference import build_model, model_config_for
 from pipeline.training.loop import METRIC_COLUMNS, EpochCallback, fit, write_metrics
 from pipeline.training.losses import balanced_alpha
-from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
+from pipeline.training.options import TrainOptions, parse_train_options
 from pipeline.training.relearning import base_model_dir, relearning_features
 from pipeline.training.windows import (
     SpatialSplit,

@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from pipeline.config import check_config, command_line_aois
 from pipeline.search import is_local_catalog
-from pipeline.model_names import relearning_name, split_model_name
+from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.options import VOTING_KEYS
 from pipeline.raster.zarr_io import set_aside_incomplete_stores
 

@@ -2,6 +2,7 @@
 
 ``meta`` is the metadata of :func:`pipeline.training.inference.load_model`: ``model`` (name),
 ``time_steps``, ``options`` (the train options) and, for torch models, ``model_config``.
+The formula that applies is the model's receptive rule in :mod:`pipeline.models.registry`.
 Tiled prediction (:func:`pipeline.predict_tiles.predict_tiled`) is exact when the halo is at
 least the radius and, for the UNet models (max-pooling: equivariant to shifts by multiples
 of 2^depth only), tile origins and halo are multiples of :func:`tile_alignment`.
@@ -12,10 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pipeline.models.registry import MODELS
 from pipeline.models.unet_parts import unet_receptive_radius
-
-CONV_MODELS = ("semi_convlstm", "convlstm")
-UNET_MODELS = ("unet", "unet_stack", "unet_convlstm")
 
 
 def _setting(meta: dict[str, Any], config_key: str, option_key: str, default: Any) -> Any:
@@ -31,18 +30,19 @@ def receptive_radius(meta: dict[str, Any]) -> int:
     ConvLSTM: ``(k // 2) (t + 1)`` (input conv plus one state conv per step, an upper bound);
     UNet models: :func:`pipeline.models.unet_parts.unet_receptive_radius` (unet_convlstm with
     its ConvLSTM of t steps at the bottleneck and, with lstm_skips, on the skips); per-pixel
-    models (pixel_lstm, rf, svm): 0.
+    models (pixel_lstm, rf, svm) and names outside the registry: 0.
     """
-    name = meta["model"]
+    spec = MODELS.get(meta["model"])
+    rule = spec.receptive_rule if spec else "pixel"
     t = int(meta["time_steps"])
-    if name in CONV_MODELS:
+    if rule == "convlstm":
         k = int(meta["options"].get("kernel", 3))
         return (k // 2) * (t + 1)
-    if name in UNET_MODELS:
+    if rule in ("unet", "unet_convlstm"):
         depth = int(_setting(meta, "depth", "unet_depth", 3))
         kernel = int(_setting(meta, "kernel", "kernel", 3))
         convs = int(_setting(meta, "convs", "_convs", 2))
-        if name != "unet_convlstm":
+        if rule == "unet":
             return unet_receptive_radius(depth, kernel, convs=convs)
         skips = bool(_setting(meta, "lstm_skips", "unet_lstm_skips", False))
         lstm_kernel = int(_setting(meta, "lstm_kernel", "kernel", kernel))
@@ -53,7 +53,8 @@ def receptive_radius(meta: dict[str, Any]) -> int:
 
 def tile_alignment(meta: dict[str, Any]) -> int:
     """Multiple that tile origins and halo must be of: 2^depth for the UNet models, else 1."""
-    if meta["model"] in UNET_MODELS:
+    spec = MODELS.get(meta["model"])
+    if spec and spec.pooled:
         return int(2 ** int(_setting(meta, "depth", "unet_depth", 3)))
     return 1
 
