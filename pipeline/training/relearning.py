@@ -35,9 +35,9 @@ import torch
 import xarray as xr
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
-from pipeline.predict_tiles import predict_tiled
 from pipeline.receptive import aligned_tile, tile_halo
 from pipeline.segments import SegmentOptions, date_segments
+from pipeline.tiling.predict import predict_tiled
 from pipeline.training.baselines import JOBLIB_NAME
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.loop import MODEL_NAME
