@@ -1,6 +1,7 @@
 """Shared plumbing of the stage entry points: logging, error reporting and the dask scheduler.
 
-Each stage module defines ``main(argv=None) -> int`` that builds an ``argparse`` parser,
+Each stage module defines ``main(argv=None) -> int`` that builds an ``argparse`` parser
+(:func:`base_parser`; a stage with subcommands adds :func:`add_common_options` to each),
 then calls :func:`run_stage` with a function doing the work. User-fixable problems
 (:class:`pipeline.errors.PipelineError`) are logged as one clear message and give exit
 status 2; other exceptions are bugs and propagate with their traceback. Stages computing
@@ -71,11 +72,16 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the options every stage shares (``-v``)."""
-    parser = argparse.ArgumentParser(description=description)
+def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options every stage shares (``-v``) to ``parser`` (a stage's parser or the
+    parser of one subcommand of a stage); returns it."""
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the options every stage shares (``-v``)."""
+    return add_common_options(argparse.ArgumentParser(description=description))
 
 
 def run_stage(work: Callable[[], object], *, verbose: bool = False) -> int:

@@ -40,7 +40,7 @@ from pipeline.raster.zarr_io import (  # also: zarr warning filters
 )
 from pipeline.stac.aoi import aoi_from_config
 from pipeline.stac.search import CatalogOptions
-from pipeline.tiling import AoiTile
+from pipeline.tiling.windows import Tile
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +161,12 @@ def write_cube(cube: xr.Dataset, out: Path | str, *, on_error: str, min_valid_fr
 
 
 def run_cube(items_path: Path, name: str, aoi_entry: dict[str, Any], options: CubeOptions, sensor: SensorOptions,
-             catalog: CatalogOptions, out: Path, *, threads: int = 1, tile: AoiTile | None = None) -> Path:
+             catalog: CatalogOptions, out: Path, *, threads: int = 1, tile: Tile | None = None) -> Path:
     """Load the frozen items of one AOI and write its ``cube.zarr``.
 
-    ``tile``: load only that tile's window of the AOI grid (:mod:`pipeline.tiling`) and keep
+    ``tile``: load only that tile's window of the AOI grid (:mod:`pipeline.tiling.layout`) and keep
     every date: which dates are kept (``min_valid_fraction``) is decided for the whole AOI by
-    :mod:`pipeline.tile_plan`, so that all tiles agree.
+    :mod:`pipeline.tiling.plan`, so that all tiles agree.
     """
     aoi = aoi_from_config(name, aoi_entry)
     items = read_items(items_path)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=store_path, help="cube.zarr to write (a path or an fsspec "
                         "URL such as s3://bucket/x/cube.zarr)")
     parser.add_argument("--threads", type=int, default=1, help="dask threads")
-    parser.add_argument("--tile", default=None, help="one tile of the AOI layout as JSON (pipeline.tiling); "
+    parser.add_argument("--tile", default=None, help="one tile of the AOI layout as JSON (pipeline.tiling.layout); "
                         "default: the whole AOI")
     args = parser.parse_args(argv)
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             SensorOptions.from_options(parse_options(args.sensor, what="sensor")),
             CatalogOptions.from_options(parse_options(args.catalog, what="catalog")),
             args.out, threads=args.threads,
-            tile=AoiTile.from_dict(parse_options(args.tile, what="tile")) if args.tile else None,
+            tile=Tile.from_dict(parse_options(args.tile, what="tile")) if args.tile else None,
         )
 
     return run_stage(work, verbose=args.verbose)

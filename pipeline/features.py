@@ -9,7 +9,7 @@ Usage::
 :class:`pipeline.enrich.options.FeatureOptions`). ``--scheduler`` runs the computation on a
 dask.distributed scheduler instead of local threads. Exit status 2 on user errors.
 
-A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling`)
+A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling.layout`)
 keeps the plan's dates and uses the plan's PCA, and computes the stem on the AOI grid (stride-2
 phase, border and upsampling of the whole AOI), so that its features equal the untiled ones
 except within the stem halo of its window edges inside the AOI (the overlap the mosaic drops).
@@ -29,8 +29,8 @@ from pipeline.enrich import FeatureOptions, build_features
 from pipeline.errors import ConfigError, GridError
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.tile_plan import TilePlan
-from pipeline.tiling import AoiTile
+from pipeline.tiling.plan import TilePlan
+from pipeline.tiling.windows import Tile
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def run_features(
         return write_zarr_atomic(ds, out_path)
 
 
-def build_tile_features(cube: xr.Dataset, plan: TilePlan, tile: AoiTile, options: FeatureOptions) -> xr.Dataset:
+def build_tile_features(cube: xr.Dataset, plan: TilePlan, tile: Tile, options: FeatureOptions) -> xr.Dataset:
     """Lazy features of one tile's cube (its window of the AOI grid) with the AOI's dates and
     PCA; dims and dtypes of :func:`pipeline.enrich.build_features`."""
     if cube.attrs.get("tile") != tile.id or (cube.sizes["y"], cube.sizes["x"]) != tile.window.shape:

@@ -24,9 +24,9 @@ sibling folder named in their record (checked against the weights they were trai
 predict from the features extended with its probabilities; their first map date is later by
 the first-stage window length minus one.
 
-A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling`)
+A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling.layout`)
 is predicted on its features window (core + overlap) and only its core is written (transform of
-the core on the AOI grid); :mod:`pipeline.mosaic_map` puts the cores together. The overlap must
+the core on the AOI grid); :mod:`pipeline.tiles` ``mosaic-map`` puts the cores together. The overlap must
 cover the feature halo plus the model's halo on every side inside the AOI, else the stage stops.
 """
 
@@ -54,7 +54,6 @@ from pipeline.models.receptive import (
     tile_halo,
 )
 from pipeline.objects.options import SegmentOptions
-from pipeline.predict_tiles import predict_tiled, redundancy
 from pipeline.raster.cog import (
     write_class_cog,
     write_confidence_cog,
@@ -65,8 +64,10 @@ from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
-from pipeline.tile_plan import TilePlan
-from pipeline.tiling import FEATURE_HALO, AoiTile
+from pipeline.tiling.layout import FEATURE_HALO
+from pipeline.tiling.plan import TilePlan
+from pipeline.tiling.predict import predict_tiled
+from pipeline.tiling.windows import Tile, redundancy
 from pipeline.timegrid.period import TargetOptions, map_period, map_step
 from pipeline.training.device import resolve_device
 from pipeline.training.inference import load_model, predict_window
@@ -191,7 +192,7 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
     log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
 
 
-def check_tile(tile: AoiTile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None,
+def check_tile(tile: Tile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None,
                options: PredictOptions) -> None:
     """Stop unless predicting ``tile`` of an AOI grid of ``shape`` alone gives the untiled map on its
     core: enough overlap for the feature halo plus the model's (and first-stage model's) halo,

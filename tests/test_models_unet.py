@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import with_test_design
 import yaml
+from conftest import with_test_design
 
 from pipeline.errors import ConfigError
-from pipeline.models.receptive import aligned_tile, receptive_radius, tile_alignment, tile_halo
+from pipeline.models.receptive import (
+    aligned_tile,
+    receptive_radius,
+    tile_alignment,
+    tile_halo,
+)
 from pipeline.models.unet import UNetClassifier, UNetConfig
 from pipeline.models.unet_convlstm import UNetConvLSTMClassifier, UNetConvLSTMConfig
 from pipeline.models.unet_parts import aligned_halo, unet_receptive_radius
-from pipeline.predict_tiles import predict_tiled
+from pipeline.tiling.predict import predict_tiled
 from pipeline.training import (
     load_model,
     parse_train_options,

@@ -1,4 +1,4 @@
-"""Tile layout of large AOIs (pipeline.tiling), the per-AOI plan (pipeline.tile_plan) and tile
+"""Tile layout of large AOIs (pipeline.tiling.layout), the per-AOI plan (pipeline.tiling.plan) and tile
 features equal to the untiled features on the tile cores (pipeline.features --plan --tile)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pipeline.enrich.compute import fit_cube_pca
 from pipeline.enrich.stem import HALO
 from pipeline.errors import ConfigError
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.tiling import FEATURE_HALO, AoiTile, TileLayout, auto_overlap, tile_layout
+from pipeline.tiling.layout import FEATURE_HALO, TileLayout, auto_overlap, tile_layout
+from pipeline.tiling.windows import Tile
 
 BANDS = ["coastal", "blue", "green", "red", "nir08", "swir16", "swir22"]
 
@@ -39,7 +40,7 @@ def test_layout_ids_windows_and_cores() -> None:
         assert tile.window.y0 <= tile.core.y0 and tile.core.y1 <= tile.window.y1
     assert (cover == 1).all()
     assert TileLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
-    assert AoiTile.from_dict(t.to_dict()) == t
+    assert Tile.from_dict(t.to_dict()) == t
     with pytest.raises(ConfigError, match="r9c9"):
         layout.tile("r9c9")
     with pytest.raises(ConfigError):
@@ -81,7 +82,7 @@ def synthetic_cube(shape: tuple[int, int], dates: int, *, seed: int = 0) -> xr.D
     )
 
 
-def tile_cube(cube: xr.Dataset, tile: AoiTile) -> xr.Dataset:
+def tile_cube(cube: xr.Dataset, tile: Tile) -> xr.Dataset:
     """What the cube stage writes for one tile (its window; every date)."""
     part = cube.isel(y=tile.window.slices[0], x=tile.window.slices[1])
     t = cube.attrs["transform"]
@@ -93,7 +94,7 @@ def tile_cube(cube: xr.Dataset, tile: AoiTile) -> xr.Dataset:
 
 def test_tile_features_equal_untiled_features_on_the_cores(tmp_path: Path) -> None:
     from pipeline.features import run_features
-    from pipeline.tile_plan import TilePlan, plan_tiles
+    from pipeline.tiling.plan import TilePlan, plan_tiles
 
     cube = synthetic_cube((45, 53), dates=4)  # odd sizes: the stem's odd-size upsampling
     layout = tile_layout((45, 53), tile_size=19, overlap=16)  # odd tile origins: stride-2 phase
@@ -134,8 +135,8 @@ def test_tile_features_equal_untiled_features_on_the_cores(tmp_path: Path) -> No
 def test_tile_features_mosaic_equals_untiled_store(tmp_path: Path) -> None:
     """The AOI features mosaic the train stage reads equals the untiled store (float16)."""
     from pipeline.features import run_features
-    from pipeline.mosaic_features import run_mosaic_features
-    from pipeline.tile_plan import plan_tiles
+    from pipeline.tiling.mosaic import run_mosaic_features
+    from pipeline.tiling.plan import plan_tiles
 
     cube = synthetic_cube((40, 40), dates=3, seed=1)
     layout = tile_layout((40, 40), tile_size=24, overlap=16)

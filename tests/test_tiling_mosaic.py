@@ -1,5 +1,5 @@
 """Per-tile predictions of a tiled AOI mosaicked into one map folder (pipeline.predict --tile,
-pipeline.mosaic_map) equal the untiled prediction and are valid COGs with the same styling."""
+pipeline.tiling.mosaic) equal the untiled prediction and are valid COGs with the same styling."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from test_predict_stage import ATTRS, CLASSES, dataset
 
 from pipeline.enrich import PcaFit
 from pipeline.errors import ConfigError
-from pipeline.mosaic_map import run_mosaic_map
 from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.tile_plan import TilePlan
-from pipeline.tiling import FEATURE_HALO, tile_layout
+from pipeline.tiling.layout import FEATURE_HALO, tile_layout
+from pipeline.tiling.mosaic import run_mosaic_map
+from pipeline.tiling.plan import TilePlan
 from pipeline.training.trainer import train_model
 
 RASTERS = ("classes.tif", "probabilities.tif", "confidence.tif", "valid_count.tif")

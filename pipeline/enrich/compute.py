@@ -57,7 +57,7 @@ def resolve_device(choice: DeviceChoice) -> torch.device:
 def fit_cube_pca(cube: xr.Dataset, options: FeatureOptions) -> PcaFit:
     """The PCA fit :func:`build_features` makes on ``cube`` (same checks, chunks and sample).
 
-    Used for a tiled AOI (:mod:`pipeline.tile_plan`): fitted once on the AOI mosaic of the tile
+    Used for a tiled AOI (:mod:`pipeline.tiling.plan`): fitted once on the AOI mosaic of the tile
     cubes (the sample is drawn by pixel position, so it equals the untiled one) and passed to
     every tile's :func:`build_features`.
     """

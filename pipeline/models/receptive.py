@@ -3,7 +3,7 @@
 ``meta`` is the metadata of :func:`pipeline.training.inference.load_model`: ``model`` (name),
 ``time_steps``, ``options`` (the train options) and, for torch models, ``model_config``.
 The formula that applies is the model's receptive rule in :mod:`pipeline.models.registry`.
-Tiled prediction (:func:`pipeline.predict_tiles.predict_tiled`) is exact when the halo is at
+Tiled prediction (:func:`pipeline.tiling.predict.predict_tiled`) is exact when the halo is at
 least the radius and, for the UNet models (max-pooling: equivariant to shifts by multiples
 of 2^depth only), tile origins and halo are multiples of :func:`tile_alignment`.
 """

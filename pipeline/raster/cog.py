@@ -216,7 +216,7 @@ def write_cog(bands: Any, path: str | os.PathLike[str], *, crs: CrsLike, transfo
               resampling: Literal["MODE", "AVERAGE"], **style: Any) -> Path:
     """Write an array-like ``bands`` (band, y, x; ``shape``, ``dtype``, ``[:, r0:r1]``) already in
     its stored dtype as a COG the way the writers below do (``style``: ``colormap``,
-    ``descriptions``, ``units``, ``pam_xml``): the tiled-AOI mosaic (:mod:`pipeline.mosaic_map`)."""
+    ``descriptions``, ``units``, ``pam_xml``): the tiled-AOI mosaic (:mod:`pipeline.tiling.mosaic`)."""
     return _write_cog(bands, path, crs=crs, transform=transform, nodata=nodata, resampling=resampling,
                       blocksize=BLOCKSIZE, **style)
 

@@ -220,7 +220,7 @@ def build_cube(items: list[pystac.Item], aoi: Aoi, sensor: SensorOptions, option
     """Lazy cube of ``items`` over ``aoi``; returns it and the list of skipped items (with reasons).
 
     ``window``: (rows, cols) slices of the AOI grid to load instead of the whole grid (a tile,
-    :mod:`pipeline.tiling`): the same transform phase and pixel values as those pixels of the
+    :mod:`pipeline.tiling.layout`): the same transform phase and pixel values as those pixels of the
     whole-AOI cube; the AOI mask is rasterized on the whole grid and cut, so it matches too.
     """
     items, skipped = check_items(items, sensor, on_error=options.on_error)

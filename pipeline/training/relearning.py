@@ -38,7 +38,7 @@ from pipeline.errors import CheckpointError, ConfigError, TrainingError
 from pipeline.models.receptive import aligned_tile, tile_halo
 from pipeline.objects.options import SegmentOptions
 from pipeline.objects.segments import date_segments
-from pipeline.predict_tiles import predict_tiled
+from pipeline.tiling.predict import predict_tiled
 from pipeline.training.baselines import JOBLIB_NAME
 from pipeline.training.inference import load_model, predict_window
 from pipeline.training.loop import MODEL_NAME

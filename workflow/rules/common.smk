@@ -300,10 +300,10 @@ TILED = config["tiling"]["tile_size"] is not None
 
 
 def aoi_tile_layout(aoi):
-    """The tile layout of an AOI grid (pipeline.tiling.TileLayout)."""
+    """The tile layout of an AOI grid (pipeline.tiling.layout.TileLayout)."""
     from pipeline.raster.load import aoi_geobox
     from pipeline.stac.aoi import aoi_from_config
-    from pipeline.tiling import auto_overlap, tile_layout
+    from pipeline.tiling.layout import auto_overlap, tile_layout
 
     grid = aoi_geobox(aoi_from_config(aoi, config["aois"][aoi]), config["cube"]["resolution"],
                       anchor=config["cube"]["anchor"])

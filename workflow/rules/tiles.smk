@@ -1,8 +1,9 @@
 # Large AOIs as tiles (tiling.tile_size; included by the Snakefile only then): cube, features
-# and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid, pipeline.tiling); the dates
-# kept and the PCA per AOI (plan_tiles), training on the AOI mosaic of the tile features, and
-# one mosaic map per AOI and model at the untiled paths (results/{aoi}/maps/{model}/). The
-# mosaic rules make the AOI-level files the untiled rules make, so they take precedence.
+# and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid, pipeline.tiling.layout);
+# the dates kept and the PCA per AOI (plan_tiles), training on the AOI mosaic of the tile
+# features, and one mosaic map per AOI and model at the untiled paths
+# (results/{aoi}/maps/{model}/). The AOI-level steps are `python -m pipeline.tiles <subcommand>`.
+# The mosaic rules make the AOI-level files the untiled rules make, so they take precedence.
 
 
 ruleorder: mosaic_features > build_features
@@ -55,7 +56,7 @@ rule plan_tiles:
     conda:
         "../../envs/features.yaml"
     shell:
-        "python -m pipeline.tile_plan --cubes {input.cubes} --layout {params.layout:q}"
+        "python -m pipeline.tiles plan --cubes {input.cubes} --layout {params.layout:q}"
         " --cube-options {params.cube:q} --features {params.features:q} --plan {output.plan}"
         " --grid {output.grid} --threads {threads} > {log} 2>&1"
 
@@ -101,7 +102,7 @@ rule mosaic_features:
     conda:
         "../../envs/features.yaml"
     shell:
-        "python -m pipeline.mosaic_features --tiles {input.tiles} --plan {input.plan} --grid {input.grid}"
+        "python -m pipeline.tiles mosaic-features --tiles {input.tiles} --plan {input.plan} --grid {input.grid}"
         " --out {output.features} --threads {threads} > {log} 2>&1"
 
 
@@ -163,5 +164,5 @@ rule mosaic_map:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m pipeline.mosaic_map --tiles {params.tiles} --plan {input.plan} --model {params.model}"
+        "python -m pipeline.tiles mosaic-map --tiles {params.tiles} --plan {input.plan} --model {params.model}"
         " --out {params.folder} > {log} 2>&1"

@@ -8,8 +8,9 @@ layout is known when the workflow is parsed (tiles are Snakemake wildcards; no c
 Tile ``r{i}c{j}`` owns the core rows ``[i s, min((i + 1) s, H))`` and columns
 ``[j s, min((j + 1) s, W))`` of the (H, W) AOI grid (``s`` = ``tiling.tile_size``): the cores
 cover the grid exactly once. Its window is the core grown by ``overlap`` pixels on every side,
-clipped at the AOI edge. Cores and windows are windows *of the AOI grid* (same CRS, same
-pixel size, transform translated by whole pixels), so a mosaic is pure copying.
+clipped at the AOI edge (a :class:`pipeline.tiling.windows.Tile`). Cores and windows are
+windows *of the AOI grid* (same CRS, same pixel size, transform translated by whole pixels),
+so a mosaic is pure copying.
 
 The overlap makes the mosaic seam-free: the feature stem is exact only :data:`FEATURE_HALO`
 pixels away from a window edge inside the AOI (beyond it the tile has no data), and a model's
@@ -29,7 +30,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.models.registry import split_model_name
-from pipeline.predict_tiles import Window
+from pipeline.tiling.windows import Tile, tile_windows
 
 #: Halo (px) of the feature stem, :data:`pipeline.enrich.stem.HALO` (not imported: this module
 #: is read when the workflow is parsed and by the cube stage, which need no torch; a test checks
@@ -38,47 +39,7 @@ FEATURE_HALO = 8
 #: Automatic overlaps are rounded up to a multiple of this (UNet depth <= 4 alignment).
 ALIGN = 16
 
-__all__ = ["ALIGN", "FEATURE_HALO", "AoiTile", "TileLayout", "auto_overlap", "tile_layout"]
-
-
-@dataclass(frozen=True)
-class AoiTile:
-    """One tile: ``core`` (the AOI pixels it owns) inside ``window`` (core + overlap, clipped
-    to the AOI), both half-open pixel windows of the AOI grid."""
-
-    id: str
-    row: int
-    col: int
-    core: Window
-    window: Window
-
-    @property
-    def core_in_window(self) -> tuple[slice, slice]:
-        """Slices selecting the core from an array covering the window (last two dims)."""
-        c, w = self.core, self.window
-        return (slice(c.y0 - w.y0, c.y1 - w.y0), slice(c.x0 - w.x0, c.x1 - w.x0))
-
-    def margins(self, shape: tuple[int, int]) -> list[int]:
-        """Overlap (px) on the top, bottom, left, right sides whose window edge lies inside the AOI
-        (a window edge on the AOI edge is left out: the window stops where the image stops, as
-        untiled, so it needs no overlap there)."""
-        h, w = shape
-        c, win = self.core, self.window
-        sides = [(c.y0 - win.y0, win.y0 > 0), (win.y1 - c.y1, win.y1 < h),
-                 (c.x0 - win.x0, win.x0 > 0), (win.x1 - c.x1, win.x1 < w)]
-        return [m for m, inside in sides if inside]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: id, row, col, core and window as [y0, y1, x0, x1]."""
-        c, w = self.core, self.window
-        return {"id": self.id, "row": self.row, "col": self.col,
-                "core": [c.y0, c.y1, c.x0, c.x1], "window": [w.y0, w.y1, w.x0, w.x1]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AoiTile:
-        """Inverse of :meth:`to_dict`."""
-        return cls(str(d["id"]), int(d["row"]), int(d["col"]), Window(*map(int, d["core"])),
-                   Window(*map(int, d["window"])))
+__all__ = ["ALIGN", "FEATURE_HALO", "TileLayout", "auto_overlap", "model_halo", "tile_layout"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +49,7 @@ class TileLayout:
     shape: tuple[int, int]
     tile_size: int
     overlap: int
-    tiles: tuple[AoiTile, ...]
+    tiles: tuple[Tile, ...]
 
     @property
     def ids(self) -> list[str]:
@@ -100,7 +61,7 @@ class TileLayout:
         """Tile rows and columns."""
         return (max(t.row for t in self.tiles) + 1, max(t.col for t in self.tiles) + 1)
 
-    def tile(self, tile_id: str) -> AoiTile:
+    def tile(self, tile_id: str) -> Tile:
         """The tile named ``tile_id``; ConfigError naming the valid ids otherwise."""
         for t in self.tiles:
             if t.id == tile_id:
@@ -117,11 +78,12 @@ class TileLayout:
     def from_dict(cls, d: dict[str, Any]) -> TileLayout:
         """Inverse of :meth:`to_dict`."""
         return cls((int(d["shape"][0]), int(d["shape"][1])), int(d["tile_size"]), int(d["overlap"]),
-                   tuple(AoiTile.from_dict(t) for t in d["tiles"]))
+                   tuple(Tile.from_dict(t) for t in d["tiles"]))
 
 
 def tile_layout(shape: tuple[int, int], *, tile_size: int, overlap: int) -> TileLayout:
-    """Split an (H, W) AOI grid into cores of ``tile_size`` px with ``overlap`` px windows.
+    """Split an (H, W) AOI grid into cores of ``tile_size`` px with ``overlap`` px windows
+    (:func:`pipeline.tiling.windows.tile_windows`, ids ``r{row}c{col}``).
 
     The last row/column of tiles holds the remainder (smaller cores). Raises ConfigError for a
     non-positive size, a negative overlap or an empty grid.
@@ -131,13 +93,7 @@ def tile_layout(shape: tuple[int, int], *, tile_size: int, overlap: int) -> Tile
         raise ConfigError(f"the AOI grid {h} x {w} px is empty; check the AOI bbox and cube.resolution")
     if tile_size < 1 or overlap < 0:
         raise ConfigError(f"tiling.tile_size {tile_size} must be >= 1 and tiling.overlap {overlap} >= 0")
-    tiles = []
-    for i, y0 in enumerate(range(0, h, tile_size)):
-        for j, x0 in enumerate(range(0, w, tile_size)):
-            core = Window(y0, min(y0 + tile_size, h), x0, min(x0 + tile_size, w))
-            window = Window(max(core.y0 - overlap, 0), min(core.y1 + overlap, h),
-                            max(core.x0 - overlap, 0), min(core.x1 + overlap, w))
-            tiles.append(AoiTile(f"r{i}c{j}", i, j, core, window))
+    tiles = tile_windows((h, w), int(tile_size), int(overlap))
     return TileLayout((h, w), int(tile_size), int(overlap), tuple(tiles))
 
 

@@ -1,4 +1,5 @@
-"""Tiled prediction with a halo equals full-image prediction exactly."""
+"""Tiled prediction with a halo equals full-image prediction exactly (pipeline.tiling.predict,
+pipeline.tiling.windows)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from scipy.ndimage import correlate
 
 from pipeline.errors import ConfigError, PredictionError
-from pipeline.predict_tiles import Tile, Window, plan_tiles, predict_tiled, redundancy, stitch
+from pipeline.tiling.predict import predict_tiled, stitch
+from pipeline.tiling.windows import Tile, Window, redundancy, tile_windows
 
 SHAPE = (83, 129)
 
@@ -64,19 +66,19 @@ def test_too_small_halo_leaves_seams(image: np.ndarray, model) -> None:
     assert (np.minimum(dist_y, dist_x) < r).all()
 
 
-def test_plan_tiles_partition_and_clip() -> None:
-    tiles = plan_tiles(SHAPE, 32, 5)
+def test_tile_windows_partition_and_clip() -> None:
+    tiles = tile_windows(SHAPE, 32, 5)
     assert len(tiles) == 3 * 5
     cover = np.zeros(SHAPE, int)
     for t in tiles:
         cover[t.core.slices] += 1
-        r, c = t.read, t.core
+        r, c = t.window, t.core
         assert r.y0 == max(c.y0 - 5, 0) and r.y1 == min(c.y1 + 5, SHAPE[0])
         assert r.x0 == max(c.x0 - 5, 0) and r.x1 == min(c.x1 + 5, SHAPE[1])
     assert (cover == 1).all()
     last = tiles[-1]
-    assert last.core == Window(64, 83, 128, 129) and last.read == Window(59, 83, 123, 129)
-    assert last.core_in_read == (slice(5, 24), slice(5, 6))
+    assert last.core == Window(64, 83, 128, 129) and last.window == Window(59, 83, 123, 129)
+    assert last.core_in_window == (slice(5, 24), slice(5, 6))
 
 
 def test_redundancy() -> None:
@@ -94,8 +96,8 @@ def test_redundancy() -> None:
 
 
 def test_stitch_rejects_missing_duplicate_and_misshaped_tiles() -> None:
-    tiles = plan_tiles((10, 10), 5, 1)
-    preds = [(t, np.ones(t.read.shape)) for t in tiles]
+    tiles = tile_windows((10, 10), 5, 1)
+    preds = [(t, np.ones(t.window.shape)) for t in tiles]
     assert stitch(preds, (10, 10)).sum() == 100
     with pytest.raises(PredictionError, match="uncovered"):
         stitch(preds[:-1], (10, 10))
@@ -108,7 +110,7 @@ def test_stitch_rejects_missing_duplicate_and_misshaped_tiles() -> None:
 @pytest.mark.parametrize("tile, halo", [(0, 1), (8, -1), ((8, 8, 8), 1), (True, 1)])
 def test_bad_tiling_options(tile, halo) -> None:
     with pytest.raises(ConfigError):
-        plan_tiles((10, 10), tile, halo)
+        tile_windows((10, 10), tile, halo)
 
 
 def test_tile_is_frozen() -> None:

@@ -1,17 +1,26 @@
-"""Stage ``mosaic_map``: the tile maps of a tiled AOI -> the AOI's map folder (VRT + COG).
+"""The AOI mosaics of a tiled AOI: its feature store and its maps from those of the tiles.
 
-``python -m pipeline.mosaic_map --tiles results/x/tiles/r0c0/maps/semi_convlstm ...
---plan results/x/tiles/plan.json --model results/x/models/semi_convlstm --out results/x/maps/semi_convlstm``
+Run by ``python -m pipeline.tiles mosaic-features`` and ``mosaic-map`` (:mod:`pipeline.tiles`).
 
-Each tile map holds its core only, on the AOI grid (:mod:`pipeline.predict` with ``--tile``).
-For every raster of the map (``classes``, ``probabilities``, ``confidence``, ``valid_count``)
-a VRT places the tile cores (:func:`pipeline.raster.mosaic.write_vrt`, what ``gdalbuildvrt``
-does) and the COG writer of :mod:`pipeline.raster.cog` converts it row block by row block,
-with the untiled map's dtypes, nodata, colour table, category names and raster attribute table
-(``classes.tif.aux.xml``), band descriptions, units and overview resampling (MODE for classes,
-AVERAGE otherwise). ``classes.qml`` and ``item.json`` are written for the AOI grid. The output
-paths are the untiled run's (``results/{aoi}/maps/{model}/``); with ``predict.dates: all`` the
-per-date sub-folders are mosaicked too.
+:func:`run_mosaic_features`: the tile feature stores -> the AOI's ``features.zarr``. Copies each
+tile's core (its overlap left out, :func:`pipeline.tiling.cores.mosaic_cores`) into one store
+with the layout of the untiled feature stage (:func:`pipeline.enrich.build_features`):
+``features`` (time, channel, y, x) in the stored dtype, ``valid`` (time, y, x) bool, chunks
+(1, channel, chunk, chunk), the AOI grid's ``crs``/``transform`` and the AOI attrs of
+``grid.zarr`` (dates left out, tiling) plus the tiles' ``features_*`` attrs. Training samples
+patches across tiles from this store with the train stage unchanged; the experiments and the
+cloud-cover subsets read it too.
+
+:func:`run_mosaic_map`: the tile maps -> the AOI's map folder (VRT + COG). Each tile map holds
+its core only, on the AOI grid (:mod:`pipeline.predict` with ``--tile``). For every raster of
+the map (``classes``, ``probabilities``, ``confidence``, ``valid_count``) a VRT places the tile
+cores (:func:`pipeline.raster.mosaic.write_vrt`, what ``gdalbuildvrt`` does) and the COG writer
+of :mod:`pipeline.raster.cog` converts it row block by row block, with the untiled map's dtypes,
+nodata, colour table, category names and raster attribute table (``classes.tif.aux.xml``), band
+descriptions, units and overview resampling (MODE for classes, AVERAGE otherwise).
+``classes.qml`` and ``item.json`` are written for the AOI grid. The output paths are the
+untiled run's (``results/{aoi}/maps/{model}/``); with ``predict.dates: all`` the per-date
+sub-folders are mosaicked too.
 """
 
 from __future__ import annotations
@@ -22,18 +31,44 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import rasterio
 
 from pipeline.atomic import remove_stale_tmp
-from pipeline.cli import base_parser, run_stage
-from pipeline.errors import PipelineError, PredictionError
+from pipeline.cli import dask_scheduler
+from pipeline.errors import GridError, PipelineError, PredictionError
 from pipeline.raster.cog import category_pam_xml, class_entries, write_cog
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.mosaic import VrtBands, write_vrt
 from pipeline.raster.qgis_style import write_qml
-from pipeline.tile_plan import TilePlan
+from pipeline.raster.zarr_io import features_encoding, open_store, write_zarr_atomic
+from pipeline.tiling.cores import mosaic_cores
+from pipeline.tiling.plan import TILE_ATTRS, TilePlan
 
 log = logging.getLogger(__name__)
+
+
+def run_mosaic_features(tile_paths: list[Path], plan_path: Path, grid_path: Path, out: Path, *,
+                        threads: int = 1) -> Path:
+    """Write the AOI feature store ``out`` from the tile stores (in the plan's layout order)."""
+    plan = TilePlan.read(plan_path)
+    grid = open_store(grid_path, required=("valid",))
+    tiles = [open_store(p, required=("features", "valid")) for p in tile_paths]
+    ds = mosaic_cores(tiles, plan.layout, what="features store")
+    for name in ("time", "y", "x"):
+        if not np.array_equal(ds[name].values, grid[name].values):
+            raise GridError(f"the tile features' {name} coordinates differ from {grid_path}; rebuild the tiles")
+    chunk = int(tiles[0].attrs.get("features_options", {}).get("chunk", 512))
+    ds = ds.drop_encoding().chunk({"time": 1, "channel": -1, "y": chunk, "x": chunk})
+    ds["features"].encoding = features_encoding()
+    features_attrs = {k: v for k, v in tiles[0].attrs.items() if k.startswith("features_")}
+    aoi_attrs = {k: v for k, v in grid.attrs.items() if k not in TILE_ATTRS}
+    ds.attrs = {**aoi_attrs, **features_attrs}
+    with dask_scheduler(threads):
+        write_zarr_atomic(ds, out)
+    log.info("features mosaic %s of %d tiles: %s", out, len(tiles), dict(ds.sizes))
+    return out
+
 
 #: Rasters of a map folder and the overview resampling their writer uses.
 RASTERS: dict[str, Literal["MODE", "AVERAGE"]] = {
@@ -99,17 +134,3 @@ def run_mosaic_map(tile_dirs: list[Path], plan_path: Path, model_dir: Path, out:
     log.info("mosaic %s of %d tiles (%d map(s))", out, len(tile_dirs), len(folders))
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--tiles", required=True, nargs="+", type=Path, help="tile map folders, in layout order")
-    parser.add_argument("--plan", required=True, type=Path, help="plan.json of the AOI")
-    parser.add_argument("--model", required=True, type=Path, help="trained model folder (class table)")
-    parser.add_argument("--out", required=True, type=Path, help="AOI map folder to write")
-    args = parser.parse_args(argv)
-    return run_stage(lambda: run_mosaic_map(args.tiles, args.plan, args.model, args.out), verbose=args.verbose)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,7 @@
-"""Stage ``tile_plan``: what a tiled AOI decides once for all its tiles -> ``plan.json`` + ``grid.zarr``.
+"""The plan of a tiled AOI: what it decides once for all its tiles -> ``plan.json`` + ``grid.zarr``.
 
-``python -m pipeline.tile_plan --cubes results/x/tiles/r0c0/cube.zarr ... --layout '<layout JSON>'
---cube-options '<cube JSON>' --features '<features JSON>' --plan results/x/tiles/plan.json
---grid results/x/tiles/grid.zarr``
+Written by ``python -m pipeline.tiles plan`` (:mod:`pipeline.tiles`), read by the tile
+feature and prediction stages and the mosaics.
 
 Tiles that decided these on their own would disagree and the mosaic would show seams, so they
 are decided here from the tile cubes' cores (the AOI grid, each pixel once), exactly as the
@@ -13,7 +12,7 @@ untiled cube and feature stages decide them on the whole AOI:
 - the PCA of the feature stage (:func:`pipeline.enrich.compute.fit_cube_pca`; its pixel
   sample is drawn by position on the AOI grid, so it is the untiled run's sample).
 
-``plan.json``: ``layout`` (:class:`pipeline.tiling.TileLayout`), ``dates`` (ISO, ns),
+``plan.json``: ``layout`` (:class:`pipeline.tiling.layout.TileLayout`), ``dates`` (ISO, ns),
 ``skipped`` (dates left out, why), ``pca`` (:meth:`pipeline.enrich.pca.PcaFit.to_dict`),
 ``crs``, ``transform``. ``grid.zarr``: the AOI-level store the label and evaluation stages
 read instead of ``cube.zarr`` (no reflectance): ``valid`` (time, y, x) bool, ``valid_fraction``
@@ -33,14 +32,13 @@ import numpy as np
 import xarray as xr
 
 from pipeline.atomic import write_text_atomic
-from pipeline.cli import base_parser, dask_scheduler, run_stage
-from pipeline.config import parse_options
+from pipeline.cli import dask_scheduler
 from pipeline.enrich import FeatureOptions, PcaFit
 from pipeline.enrich.compute import fit_cube_pca
 from pipeline.errors import CubeError, GridError, PipelineError
-from pipeline.raster.mosaic import mosaic_cores
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.tiling import TileLayout
+from pipeline.tiling.cores import mosaic_cores
+from pipeline.tiling.layout import TileLayout
 
 log = logging.getLogger(__name__)
 
@@ -134,28 +132,3 @@ def plan_tiles(cube_paths: list[Path], layout: TileLayout, *, min_valid_fraction
              len(skipped), int(fit.n_samples[0]))
     return plan
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--cubes", required=True, nargs="+", type=Path, help="tile cube.zarr stores, in layout order")
-    parser.add_argument("--layout", required=True, help="the AOI's tile layout as JSON (pipeline.tiling)")
-    parser.add_argument("--cube-options", default="{}", help="the cube config section as JSON (min_valid_fraction)")
-    parser.add_argument("--features", default="{}", help="the features config section as JSON (PCA)")
-    parser.add_argument("--plan", required=True, type=Path, help="plan.json to write")
-    parser.add_argument("--grid", required=True, type=Path, help="grid.zarr to write")
-    parser.add_argument("--threads", type=int, default=1, help="dask threads")
-    args = parser.parse_args(argv)
-
-    def work() -> None:
-        cube_options = parse_options(args.cube_options, what="cube")
-        plan_tiles(args.cubes, TileLayout.from_dict(parse_options(args.layout, what="layout")),
-                   min_valid_fraction=float(cube_options.get("min_valid_fraction", 0.0)),
-                   features=FeatureOptions.from_json(args.features), plan_path=args.plan, grid_path=args.grid,
-                   threads=args.threads)
-
-    return run_stage(work, verbose=args.verbose)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
