@@ -27,10 +27,11 @@ import rasterio
 from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.errors import PipelineError, PredictionError
-from pipeline.raster.cog import category_pam_xml, class_entries, write_cog
+from pipeline.raster.cog import category_pam_xml, write_cog
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.mosaic import VrtBands, write_vrt
 from pipeline.raster.qgis_style import write_qml
+from pipeline.reference.classes import as_class_table as class_entries
 from pipeline.tile_plan import TilePlan
 
 log = logging.getLogger(__name__)

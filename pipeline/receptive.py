@@ -1,6 +1,6 @@
 """Receptive-field radius, tile alignment and tile halo of a trained model, from its metadata.
 
-``meta`` is the metadata of :func:`pipeline.training.inference.load_model`: ``model`` (name),
+``meta`` is the metadata of :func:`pipeline.inference.loading.load_model`: ``model`` (name),
 ``time_steps``, ``options`` (the train options) and, for torch models, ``model_config``.
 Tiled prediction (:func:`pipeline.predict_tiles.predict_tiled`) is exact when the halo is at
 least the radius and, for the UNet models (max-pooling: equivariant to shifts by multiples

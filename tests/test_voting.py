@@ -17,6 +17,7 @@ from conftest import with_test_design
 from skimage.measure import label
 from sklearn.decomposition import PCA
 
+from pipeline import vote as vote_stage
 from pipeline.errors import ConfigError, GridError
 from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
@@ -26,8 +27,7 @@ from pipeline.segments import (
     pca_composite,
     segment_image,
 )
-from pipeline.training import train_model
-from pipeline import vote as vote_stage
+from pipeline.training.trainer import train_model
 from pipeline.vote import run_vote, voting_options
 from pipeline.voting import complete_segments, segment_polygons, vote
 

@@ -4,7 +4,9 @@
 the "semi_convlstm" and "convlstm" models; ``pixel_lstm``: the per-pixel LSTM baseline;
 ``unet`` (models "unet", "unet_stack"), ``unet_convlstm`` (model "unet_convlstm") and their
 ``unet_parts`` (blocks, receptive-field formula) from the relearning paper;
-``standardize``: the input standardisation shared by all. No training code lives here.
+``standardize``: the input standardisation shared by all; ``registry``: the torch models by
+name (:func:`~pipeline.models.registry.build_model`); ``device``: device choice, autocast and
+seeding shared by features, training and prediction. No training code lives here.
 """
 
 from __future__ import annotations

@@ -26,17 +26,24 @@ import xarray as xr
 
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
-from pipeline.split.design import TRAIN, region_from_store
-from pipeline.split.validation import RUN_REGION_NAMES, VAL, region_class_counts, validation_region
-from pipeline.training.baselines import fit_baseline
-from pipeline.training.batches import WindowSource
-from pipeline.training.data import TrainingData, channel_statistics, load_training_data
-from pipeline.training.device import (
+from pipeline.inference.relearning import base_model_dir
+from pipeline.models.device import (
     configure_runtime,
     prepare_model,
     resolve_device,
     seed_everything,
 )
+from pipeline.models.registry import build_model
+from pipeline.split.design import TRAIN, region_from_store
+from pipeline.split.validation import (
+    RUN_REGION_NAMES,
+    VAL,
+    region_class_counts,
+    validation_region,
+)
+from pipeline.training.baselines import fit_baseline
+from pipeline.training.batches import WindowSource
+from pipeline.training.data import TrainingData, channel_statistics, load_training_data
 from pipeline.training.distributed import (
     SINGLE,
     World,
@@ -45,16 +52,16 @@ from pipeline.training.distributed import (
     process_group,
     threads_per_process,
 )
-from pipeline.training.inference import build_model, model_config_for
 from pipeline.training.loop import METRIC_COLUMNS, _write_metrics, fit
 from pipeline.training.losses import balanced_alpha
+from pipeline.training.model_config import model_config_for
 from pipeline.training.options import SKLEARN_MODELS, TrainOptions, parse_train_options
-from pipeline.training.relearning import base_model_dir, relearning_features
+from pipeline.training.relearning import relearning_features
 from pipeline.training.windows import (
     SpatialSplit,
     patch_windows,
-    plan_patches,
     pixel_windows,
+    plan_patches,
     select_label_dates,
     window_ends,
 )
