@@ -38,7 +38,7 @@ from pipeline.predict import PredictOptions, run_predict  # noqa: E402
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic  # noqa: E402
 from pipeline.timegrid.composite import fill_linear  # noqa: E402
 from pipeline.timegrid.period import period_steps  # noqa: E402
-from pipeline.training.inference import load_model  # noqa: E402
+from pipeline.inference.loading import load_model  # noqa: E402
 
 
 def drop_step(grid: xr.Dataset, step: int) -> xr.Dataset:

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.enrich import gabor_filter_bank, resolve_device, stem_dense
+from pipeline.enrich import gabor_filter_bank, stem_dense
+from pipeline.models.device import resolve_device
 from pipeline.raster.zarr_io import write_zarr_atomic
 
 BANDS = ["coastal", "blue", "green", "red", "nir08", "swir16", "swir22"]
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench_features_", dir=args.workdir))
     cube_path, out_path = work / "cube.zarr", work / "features.zarr"
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, what="features option")
     print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
           f"cpu_count={os.cpu_count()} | torch {torch.__version__} threads={torch.get_num_threads()} | "
           f"device={device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))

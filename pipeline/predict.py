@@ -9,7 +9,8 @@ with ``target: last_date`` it is made for the last date of the series (the paper
 setting). With ``dates: all`` there is also a map for every step from ``t`` on. Prediction runs
 tile by tile with a halo equal to the model's receptive-field radius, so the map does not
 depend on the tile size (no seams) and memory is bounded by one tile whatever the scene size;
-the full-size outputs live in disk-backed arrays until written as COGs.
+the full-size outputs live in disk-backed arrays until written as COGs. The prediction itself
+is :mod:`pipeline.inference.prediction`; this stage reads the stores and writes the outputs.
 
 Outputs (``--out``): ``classes.tif`` (uint8 class ids, 0 = nodata, colour table, category
 names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = nodata),
@@ -19,7 +20,7 @@ names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = no
 without a single clear observation in the window are nodata. Object-based voting of the map
 (``voting``, ``segment_*`` keys of the section) is the separate stage :mod:`pipeline.vote`.
 
-Relearning models (:mod:`pipeline.training.relearning`) load their first-stage model from the
+Relearning models (:mod:`pipeline.inference.relearning`) load their first-stage model from the
 sibling folder named in their record (checked against the weights they were trained with) and
 predict from the features extended with its probabilities; their first map date is later by
 the first-stage window length minus one.
@@ -41,18 +42,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import xarray as xr
 
 from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
-from pipeline.models.receptive import (
-    aligned_tile,
-    receptive_radius,
-    tile_alignment,
-    tile_halo,
-)
+from pipeline.inference.loading import load_model
+from pipeline.inference.prediction import check_tile, classify, predict_date
+from pipeline.inference.relearning import check_base, extended_window, load_base
+from pipeline.models.device import resolve_device
 from pipeline.objects.options import SegmentOptions
 from pipeline.raster.cog import (
     write_class_cog,
@@ -64,14 +62,8 @@ from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import open_store
-from pipeline.tiling.layout import FEATURE_HALO
 from pipeline.tiling.plan import TilePlan
-from pipeline.tiling.predict import predict_tiled
-from pipeline.tiling.windows import Tile, redundancy
 from pipeline.timegrid.period import TargetOptions, map_period, map_step
-from pipeline.training.device import resolve_device
-from pipeline.training.inference import load_model, predict_window
-from pipeline.training.relearning import check_base, extended_window, load_base
 
 log = logging.getLogger(__name__)
 
@@ -125,51 +117,6 @@ class PredictOptions:
         return SegmentOptions(method=self.segment_method, scale=float(self.segment_scale), size=int(self.segment_size))
 
 
-def _window_fn(model: Any) -> Any:
-    def fn(block: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))[None]
-        return predict_window(model, x)[0].cpu().numpy()
-
-    return fn
-
-
-def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, Any], options: PredictOptions,
-                 workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (K, y, x) float32 (disk-backed, NaN = nodata) and clear-observation counts
-    (y, x) int32 for the window of ``t`` dates ending at time ``index``."""
-    t = int(meta["time_steps"])
-    if index + 1 < t:
-        raise PredictionError(f"date index {index} has fewer than t={t} dates before it; predict from date {t} on")
-    ny, nx = features.sizes["y"], features.sizes["x"]
-    k = int(meta["num_classes"])
-    window = slice(index + 1 - t, index + 1)
-    image = features["features"].isel(time=window).data
-    halo, tile = tile_halo(meta), aligned_tile(options.tile, meta)  # exact tiling (pipeline.models.receptive)
-    log.info("tiles %d px + halo %d px (receptive radius %d): redundancy factor %.2f", tile, halo,
-             receptive_radius(meta), redundancy((ny, nx), tile, halo))
-    out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,
-                                    shape=(k, ny, nx))
-    predict_tiled(image, _window_fn(model), tile=tile, halo=halo, out=out, progress=True)
-    count = features["valid"].isel(time=window).astype("int16").sum("time").values
-    out[:, count == 0] = np.nan
-    return out, count
-
-
-def classify(probs: np.ndarray, ids: np.ndarray, *, rows: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids (y, x) uint8 (0 = nodata) and confidence (y, x) float32 (NaN = nodata) from
-    probabilities (K, y, x) float32 (NaN = nodata), row block by row block (bounded memory)."""
-    ny, nx = probs.shape[1:]
-    class_map = np.zeros((ny, nx), np.uint8)
-    confidence = np.full((ny, nx), np.nan, np.float32)
-    for r0 in range(0, ny, rows):
-        block = np.asarray(probs[:, r0:r0 + rows])
-        ok = np.isfinite(block[0])
-        filled = np.where(ok[None], block, 0)
-        class_map[r0:r0 + rows] = np.where(ok, ids[filled.argmax(axis=0)], 0)
-        confidence[r0:r0 + rows] = np.where(ok, filled.max(axis=0), np.nan)
-    return class_map, confidence
-
-
 def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
               when: dt.datetime, item_id: str, period: tuple[str, str] | None = None) -> None:
     """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``."""
@@ -192,28 +139,6 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
     log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
 
 
-def check_tile(tile: Tile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None,
-               options: PredictOptions) -> None:
-    """Stop unless predicting ``tile`` of an AOI grid of ``shape`` alone gives the untiled map on its
-    core: enough overlap for the feature halo plus the model's (and first-stage model's) halo,
-    window origins on the models' alignment, and no whole-map step (object voting/relearning)."""
-    record = meta.get("relearning")
-    if record and record.get("strategy") == "object":
-        raise ConfigError("object relearning segments the whole map date, which tiles cannot do alone; "
-                          "use pixel relearning, or tiling.tile_size: null")
-    metas = [meta] + ([base_meta] if base_meta else [])
-    need = FEATURE_HALO + sum(tile_halo(m) for m in metas)
-    if min(tile.margins(shape), default=need) < need:
-        raise ConfigError(f"tile {tile.id} has {min(tile.margins(shape))} px of overlap, the model needs {need} "
-                          f"(feature halo {FEATURE_HALO} + receptive-field halo); raise tiling.overlap to {need} or "
-                          f"set it to null (automatic)")
-    align = max(tile_alignment(m) for m in metas)
-    if tile.window.y0 % align or tile.window.x0 % align:
-        raise ConfigError(f"tile {tile.id} window starts at row {tile.window.y0}, col {tile.window.x0}; model "
-                          f"{meta['model']} needs multiples of {align}: make tiling.tile_size and tiling.overlap "
-                          f"multiples of {align}")
-
-
 def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str,
                 plan: TilePlan | None = None, tile: str | None = None) -> Path:
     """Predict the map(s) of one AOI with one trained model (or, with ``plan`` and ``tile``, the core
@@ -228,7 +153,7 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
         if (features.sizes["y"], features.sizes["x"]) != aoi_tile.window.shape:
             raise PredictionError(f"{features_path} is not the features store of tile {aoi_tile.id}; rerun the tiles")
         base_meta = load_model(check_base(model_dir, record))[1] if record else None
-        check_tile(aoi_tile, plan.layout.shape, meta, base_meta, options)
+        check_tile(aoi_tile, plan.layout.shape, meta, base_meta)
         core = aoi_tile.core_in_window
         t = list(features.attrs["transform"])
         grid["transform"] = [t[0], t[1], t[2] + t[0] * core[1].start + t[1] * core[0].start,
@@ -239,7 +164,7 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
             f"model {model_dir} expects {int(meta['in_channels']) - extension} feature channels, {features_path} has "
             f"{features.sizes['channel']}; retrain after changing the features section"
         )
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, what="predict option")
     if isinstance(model, torch.nn.Module):
         model.to(device)
     base = load_base(check_base(model_dir, record), classes=meta["classes"], device=device) if record else None
@@ -266,11 +191,11 @@ def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: Pr
         for index in indices:
             when = np.datetime64(features.time.values[index], "s").astype(dt.datetime)
             if base is None:
-                probs, count = predict_date(features, index, model, meta, options, Path(tmp))
+                probs, count = predict_date(features, index, model, meta, tile=options.tile, workdir=Path(tmp))
             else:
                 window = extended_window(features, index, t, *base, record=record, classes=meta["classes"],
                                          workdir=Path(tmp), cache=cache)
-                probs, count = predict_date(window, t - 1, model, meta, options, Path(tmp))
+                probs, count = predict_date(window, t - 1, model, meta, tile=options.tile, workdir=Path(tmp))
             folder = out_dir if index == indices[-1] else out_dir / when.date().isoformat()
             if core is not None:  # a tile: its core only
                 probs, count = probs[:, core[0], core[1]], count[core]

@@ -18,9 +18,9 @@ import xarray as xr
 from test_train_stage import FAST, make_dataset
 
 from pipeline.errors import ConfigError
+from pipeline.inference.loading import load_model, predict_window
 from pipeline.raster.zarr_io import write_zarr_atomic
 from pipeline.train import main
-from pipeline.training import load_model, predict_window, train_model
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.distributed import (
     SINGLE,
@@ -32,6 +32,7 @@ from pipeline.training.distributed import (
     threads_per_process,
 )
 from pipeline.training.losses import minibatch_loss
+from pipeline.training.trainer import train_model
 
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                 "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")

@@ -307,7 +307,7 @@ def test_chunked_equals_unchunked_imagenet_two_components() -> None:
 
 
 def test_device_choice() -> None:
-    from pipeline.enrich import resolve_device
+    from pipeline.models.device import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     if torch.cuda.is_available():

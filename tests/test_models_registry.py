@@ -38,7 +38,7 @@ from pipeline.models.registry import (
 from pipeline.training.options import parse_train_options
 
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+CLASSES = [{"id": 1, "name": "a", "color": "#ff0000"}, {"id": 2, "name": "b", "color": "#00ff00"}]
 RELEARNED = [relearning_name(m, s) for m in MODEL_NAMES for s in RELEARN_STRATEGIES]
 NOT_MODELS = ["", "cnn", "unet_", "unet_relearn_other", "rf_relearn_pixel_relearn_object", "semi_convlstm2"]
 

@@ -14,6 +14,7 @@ import yaml
 from conftest import with_test_design
 
 from pipeline.errors import ConfigError
+from pipeline.inference.loading import load_model, predict_window
 from pipeline.models.receptive import (
     aligned_tile,
     receptive_radius,
@@ -24,13 +25,8 @@ from pipeline.models.unet import UNetClassifier, UNetConfig
 from pipeline.models.unet_convlstm import UNetConvLSTMClassifier, UNetConvLSTMConfig
 from pipeline.models.unet_parts import aligned_halo, unet_receptive_radius
 from pipeline.tiling.predict import predict_tiled
-from pipeline.training import (
-    load_model,
-    parse_train_options,
-    predict_window,
-    train_model,
-)
-from pipeline.training.options import TrainOptions
+from pipeline.training.options import TrainOptions, parse_train_options
+from pipeline.training.trainer import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,11 @@ from conftest import with_test_design
 
 from pipeline import predict as predict_stage
 from pipeline.errors import PredictionError
-from pipeline.predict import PredictOptions, predict_date, receptive_radius, run_predict
+from pipeline.inference.loading import load_model
+from pipeline.inference.prediction import predict_date
+from pipeline.models.receptive import receptive_radius
+from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.training.inference import load_model
 from pipeline.training.trainer import train_model
 
 CLASSES = [{"id": 1, "name": "cultivated", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
@@ -69,9 +71,9 @@ def test_map_does_not_depend_on_the_tile_size(trained, tmp_path: Path) -> None:
     features = xr.open_zarr(fz)
     model, meta = load_model(model_dir)
     last = features.sizes["time"] - 1
-    full, count = predict_date(features, last, model, meta, PredictOptions(tile=4096), tmp_path)
+    full, count = predict_date(features, last, model, meta, tile=4096, workdir=tmp_path)
     for tile in (16, 23):
-        tiled, _ = predict_date(features, last, model, meta, PredictOptions(tile=tile), tmp_path)
+        tiled, _ = predict_date(features, last, model, meta, tile=tile, workdir=tmp_path)
         np.testing.assert_allclose(tiled, full, atol=2e-5, equal_nan=True)
     assert np.isnan(full[:, :3, :4]).all() and (count[:3, :4] == 0).all()
     assert np.isfinite(full[:, 3:, 4:]).all()

@@ -21,7 +21,6 @@ from rio_cogeo.cogeo import cog_validate
 
 from pipeline.errors import ConfigError, GridError, PredictionError
 from pipeline.raster.cog import (
-    class_entries,
     write_class_cog,
     write_confidence_cog,
     write_count_cog,
@@ -29,6 +28,7 @@ from pipeline.raster.cog import (
 )
 from pipeline.raster.map_item import MAP_ASSETS, map_stac_item, write_map_item
 from pipeline.raster.qgis_style import write_qml
+from pipeline.reference.classes import as_class_table
 
 CLASSES = [
     {"id": 1, "name": "cultivated", "color": "#e6c34a"},
@@ -240,11 +240,13 @@ def test_bad_inputs_raise_clear_errors_and_write_nothing(tmp_path: Path) -> None
     with pytest.raises(GridError, match="degenerate"):
         write_confidence_cog(np.zeros((8, 8), np.float32), out, crs=CRS, transform=(0, 0, 0, 0, 0, 0))
     with pytest.raises(ConfigError, match="more than once"):
-        class_entries([*CLASSES, {"id": 1, "name": "again", "color": "#000000"}])
+        as_class_table([*CLASSES, {"id": 1, "name": "again", "color": "#000000"}])
     with pytest.raises(ConfigError, match="colour"):
-        class_entries([{"id": 1, "name": "a", "color": "red"}])
-    with pytest.raises(ConfigError, match="1..255"):
-        class_entries([{"id": 0, "name": "a", "color": "#000000"}])
+        as_class_table([{"id": 1, "name": "a", "color": "red"}])
+    with pytest.raises(ConfigError, match="1..254"):
+        as_class_table([{"id": 0, "name": "a", "color": "#000000"}])
+    with pytest.raises(ConfigError, match=r"1\.\.254: 255 is the nodata value .* renumber the class"):
+        as_class_table([{"id": 255, "name": "a", "color": "#000000"}])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -258,7 +260,7 @@ def test_class_table_objects_are_accepted() -> None:
 
         colors = ["#010203", (4, 5, 6)]
 
-    entries = class_entries(Table())
+    entries = as_class_table(Table())
     assert [(e.id, e.name, e.rgba, e.hex) for e in entries] == [
         (1, "a", (1, 2, 3, 255), "010203"),
         (2, "b", (4, 5, 6, 255), "040506"),
@@ -266,8 +268,8 @@ def test_class_table_objects_are_accepted() -> None:
     # The pipeline's own ClassTable (iterable of objects with id, name, color).
     from pipeline.reference.classes import ClassTable
 
-    assert class_entries(ClassTable.from_config(CLASSES)) == class_entries(CLASSES)
-    assert [e.rgba[:3] for e in class_entries(CLASSES)] == [RGB[c["id"]] for c in CLASSES]
+    assert as_class_table(ClassTable.from_config(CLASSES)) == as_class_table(CLASSES)
+    assert [e.rgba[:3] for e in as_class_table(CLASSES)] == [RGB[c["id"]] for c in CLASSES]
 
 
 def test_atomic_write_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,21 +18,16 @@ import yaml
 from conftest import with_test_design
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
+from pipeline.inference.loading import load_model, predict_window
+from pipeline.inference.prediction import predict_date
+from pipeline.inference.relearning import extended_window, object_mean
 from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.segments import date_segments
-from pipeline.predict import PredictOptions, predict_date, run_predict
+from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.training import (
-    load_model,
-    parse_train_options,
-    predict_window,
-    train_model,
-)
-from pipeline.training.relearning import (
-    extended_window,
-    object_mean,
-    relearning_features,
-)
+from pipeline.training.options import parse_train_options
+from pipeline.training.relearning import relearning_features
+from pipeline.training.trainer import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = [{"id": 1, "name": "crop", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
@@ -138,7 +133,7 @@ def test_train_and_predict_relearning_model(trained, tmp_path: Path) -> None:
     last = f.sizes["time"] - 1
     window = extended_window(f, last, 3, base_model, base_meta, record=meta["relearning"], classes=CLASSES,
                              workdir=tmp_path)
-    tiled, _ = predict_date(window, 2, model, meta, PredictOptions(tile=16), tmp_path)
+    tiled, _ = predict_date(window, 2, model, meta, tile=16, workdir=tmp_path)
     ext = [_whole_image_probs(root / "models" / "unet", f, i).astype(np.float16) for i in range(last - 2, last + 1)]
     x = np.concatenate([f["features"].values[last - 2 :], np.stack(ext)], axis=1).astype(np.float32)
     expected = predict_window(model, torch.from_numpy(x)[None])[0].numpy()

@@ -19,7 +19,7 @@ from pipeline.raster.zarr_io import write_zarr_atomic
 from pipeline.split.blocks import assign_folds, block_class_counts, block_index, draw_blocks, n_blocks, near
 from pipeline.split.design import BUFFER, TEST, TRAIN, DesignOptions, build_design, fold_region
 from pipeline.split.validation import VAL, validation_region
-from pipeline.training import train_model
+from pipeline.training.trainer import train_model
 
 CLASSES = [{"id": 1, "name": "crop", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
            {"id": 3, "name": "water", "color": "#2166ac"}]

@@ -14,18 +14,14 @@ import xarray as xr
 from conftest import with_test_design
 
 from pipeline.errors import ConfigError, GridError, LabelError, TrainingError
+from pipeline.inference.loading import load_model, predict_window
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.train import main
-from pipeline.training import (
-    load_model,
-    parse_train_options,
-    predict_window,
-    train_model,
-)
-from pipeline.training.data import load_training_data
-from pipeline.training.trainer import split_labels
 from pipeline.split.design import TEST, TRAIN
 from pipeline.split.validation import VAL, validation_region
+from pipeline.train import main
+from pipeline.training.data import load_training_data
+from pipeline.training.options import parse_train_options
+from pipeline.training.trainer import split_labels, train_model
 from pipeline.training.windows import window_ends
 
 CLASSES = [{"id": 1, "name": "cultivated", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
@@ -255,3 +251,15 @@ def test_last_date_is_held_out_for_testing(tmp_path: Path) -> None:
         train_model(f, lab, tmp_path / "a", {**FAST, "time_steps": 4, "epochs": 1})
     result = train_model(f, lab, tmp_path / "b", {**FAST, "time_steps": 4, "epochs": 1, "holdout_last_date": False})
     assert result.completed
+
+
+def test_train_classes_are_the_class_table() -> None:
+    """The train option ``classes`` is the class table (ids 1..254) and serialises as the config list."""
+    from pipeline.reference.classes import LandCoverClass
+
+    opts = parse_train_options({"classes": CLASSES})
+    assert all(isinstance(c, LandCoverClass) for c in opts.classes)
+    assert opts.to_dict()["classes"] == CLASSES
+    for bad, needle in ((255, r"1\.\.254: 255 is the nodata value"), (0, r"1\.\.254")):
+        with pytest.raises(ConfigError, match=needle):
+            parse_train_options({"classes": [{"id": bad, "name": "a", "color": "#000000"}]})

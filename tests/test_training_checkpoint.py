@@ -14,7 +14,7 @@ import xarray as xr
 from conftest import with_test_design
 
 from pipeline.errors import CheckpointError
-from pipeline.training import load_model, train_model
+from pipeline.inference.loading import load_model
 from pipeline.training.checkpoint import (
     capture_rng_state,
     content_digest,
@@ -22,6 +22,7 @@ from pipeline.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from pipeline.training.trainer import train_model
 
 CLASSES = [{"id": 1, "name": "cultivated", "color": "#e6c34a"}, {"id": 2, "name": "forest", "color": "#1b7837"},
            {"id": 4, "name": "water", "color": "#2166ac"}]

@@ -24,7 +24,7 @@ from pipeline.objects.segments import date_segments, pca_composite, segment_imag
 from pipeline.objects.voting import complete_segments, segment_polygons, vote
 from pipeline.predict import PredictOptions, run_predict
 from pipeline.raster.zarr_io import write_zarr_atomic
-from pipeline.training import train_model
+from pipeline.training.trainer import train_model
 from pipeline.vote import run_vote
 
 IDS = [1, 2, 4]

@@ -6,7 +6,7 @@ Public API: :class:`FeatureOptions`, :func:`build_features` (lazy dataset),
 
 from __future__ import annotations
 
-from pipeline.enrich.compute import build_features, resolve_device
+from pipeline.enrich.compute import build_features
 from pipeline.enrich.gabor import gabor_filter_bank
 from pipeline.enrich.options import FeatureOptions
 from pipeline.enrich.pca import PcaFit, fit_pca
@@ -31,7 +31,6 @@ __all__ = [
     "gabor_filter_bank",
     "hub_checkpoint_path",
     "load_stem_weights",
-    "resolve_device",
     "stem_dense",
     "stem_window",
 ]

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.enrich.options import DeviceChoice, FeatureOptions
+from pipeline.enrich.options import FeatureOptions
 from pipeline.enrich.pca import PcaFit, fit_pca
 from pipeline.enrich.stem import HALO, stem_window
 from pipeline.enrich.weights import adapt_input_channels, load_stem_weights
 from pipeline.errors import ConfigError, FeatureError
+from pipeline.models.device import resolve_device
 from pipeline.raster.zarr_io import features_encoding
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,6 @@ UPSAMPLING_DOC = (
     "samples (centred on even input pixels) to h x w: for even h the feature at pixel y is "
     "the stem response at y - 0.5 px"
 )
-
-
-def resolve_device(choice: DeviceChoice) -> torch.device:
-    """``auto`` -> CUDA if ``torch.cuda.is_available()`` else CPU; ``cuda`` must exist."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "features option device='cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"
-        )
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def fit_cube_pca(cube: xr.Dataset, options: FeatureOptions) -> PcaFit:
@@ -112,7 +102,7 @@ def build_features(
     refl, valid = _check_cube(cube)
     _, n_b, h, w = refl.shape
     _check_pca_components(options, n_b)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, what="features option")
     stem = load_stem_weights(options.stem, stem_weights=options.stem_weights)
     weight = adapt_input_channels(stem.weight, options.pca_components)
     c = options.chunk

@@ -6,7 +6,9 @@ the "semi_convlstm" and "convlstm" models; ``pixel_lstm``: the per-pixel LSTM ba
 ``unet_parts`` (blocks, receptive-field formula) from the relearning paper;
 ``standardize``: the input standardisation shared by all; ``registry`` (standard library only):
 every model name, its family, labels and the relearning names; ``receptive``: a trained model's
-receptive-field radius, tile alignment and halo. No training code lives here, and this package
+receptive-field radius, tile alignment and halo; ``build``: the torch models by name
+(:func:`~pipeline.models.build.build_model`); ``device``: device choice, autocast and seeding
+shared by features, training and prediction. No training code lives here, and this package
 imports no submodule: import from the submodules.
 """
 

@@ -1,6 +1,6 @@
 """Receptive-field radius, tile alignment and tile halo of a trained model, from its metadata.
 
-``meta`` is the metadata of :func:`pipeline.training.inference.load_model`: ``model`` (name),
+``meta`` is the metadata of :func:`pipeline.inference.loading.load_model`: ``model`` (name),
 ``time_steps``, ``options`` (the train options) and, for torch models, ``model_config``.
 The formula that applies is the model's receptive rule in :mod:`pipeline.models.registry`.
 Tiled prediction (:func:`pipeline.tiling.predict.predict_tiled`) is exact when the halo is at

@@ -23,108 +23,31 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
+from rasterio.windows import Window
 
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.errors import ConfigError, GridError, PredictionError
+from pipeline.errors import GridError, PredictionError
+from pipeline.reference.classes import ClassTableLike, as_class_table
 
 log = logging.getLogger(__name__)
 
 BLOCKSIZE = 512
 PROBABILITY_NODATA = 255
 COUNT_NODATA = 65535
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
 
 TransformLike = Affine | Sequence[float]
 CrsLike = CRS | str | int
-ClassTableLike = Iterable[Mapping[str, Any]] | Iterable[Any]
-
-
-@dataclass(frozen=True)
-class ClassEntry:
-    """One row of the class table: id (1..255), name, RGBA colour, description."""
-
-    id: int
-    name: str
-    rgba: tuple[int, int, int, int]
-    description: str = ""
-
-    @property
-    def hex(self) -> str:
-        """Colour as ``RRGGBB`` (upper case, no ``#``; STAC ``color_hint``)."""
-        return "{:02X}{:02X}{:02X}".format(*self.rgba[:3])
-
-
-def parse_color(color: object) -> tuple[int, int, int, int]:
-    """``"#rrggbb"``, ``"rrggbb"``, ``"#rrggbbaa"`` or 3/4 ints 0..255 -> RGBA tuple."""
-    if isinstance(color, str):
-        m = _HEX.match(color.strip())
-        if m:
-            rgb = bytes.fromhex(m.group(1))
-            alpha = int(m.group(2), 16) if m.group(2) else 255
-            return (rgb[0], rgb[1], rgb[2], alpha)
-    elif isinstance(color, Sequence) and len(color) in (3, 4):
-        vals = [int(v) for v in color]  # type: ignore[call-overload]
-        if all(0 <= v <= 255 for v in vals):
-            return (vals[0], vals[1], vals[2], vals[3] if len(vals) == 4 else 255)
-    raise ConfigError(f"class colour {color!r} is not '#rrggbb' (or 3/4 ints 0..255); fix classes[].color")
-
-
-def _field(entry: object, key: str) -> Any:
-    if isinstance(entry, Mapping):
-        return entry.get(key)
-    return getattr(entry, key, None)
-
-
-def class_entries(class_table: ClassTableLike) -> list[ClassEntry]:
-    """Normalise a class table into :class:`ClassEntry` rows, in table order.
-
-    Accepts the config form (a sequence of mappings with keys ``id``, ``name``, ``color`` and
-    optionally ``description``), objects with those attributes, or a table object offering
-    ``ids()``, ``names()`` and ``colors`` (method or attribute). Ids must be unique integers
-    in 1..255 (0 is reserved for nodata/unlabelled), names unique and non-empty.
-    """
-    if all(hasattr(class_table, a) for a in ("ids", "names", "colors")):
-        cols = [getattr(class_table, a) for a in ("ids", "names", "colors")]
-        ids, names, colors = (list(c() if callable(c) else c) for c in cols)
-        rows: list[object] = [{"id": i, "name": n, "color": c} for i, n, c in zip(ids, names, colors, strict=True)]
-    elif isinstance(class_table, ClassEntry):
-        rows = [class_table]
-    else:
-        rows = list(class_table)
-    if not rows:
-        raise ConfigError("the class table is empty; list classes as {id, name, color} in config 'classes'")
-    out: list[ClassEntry] = []
-    for row in rows:
-        if isinstance(row, ClassEntry):
-            out.append(row)
-            continue
-        cid, name = _field(row, "id"), _field(row, "name")
-        color = _field(row, "rgba") or _field(row, "color")
-        if isinstance(cid, bool) or not isinstance(cid, int | np.integer) or not 1 <= int(cid) <= 255:
-            raise ConfigError(f"class id {cid!r} must be an integer in 1..255 (0 is nodata); fix classes[].id")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"class {cid} has no name; give every entry of config 'classes' a name")
-        out.append(ClassEntry(int(cid), name, parse_color(color), str(_field(row, "description") or "")))
-    for attr in ("id", "name"):
-        seen = [getattr(e, attr) for e in out]
-        dupes = sorted({v for v in seen if seen.count(v) > 1}, key=str)
-        if dupes:
-            raise ConfigError(f"class {attr}s {dupes} appear more than once in config 'classes'; make them unique")
-    return out
 
 
 def check_grid(crs: CrsLike, transform: TransformLike) -> tuple[CRS, Affine]:
@@ -228,11 +151,11 @@ def category_pam_xml(class_table: ClassTableLike, *, nodata: int = 0) -> str:
     row per class with columns Value, Name, Red, Green, Blue, Alpha (GDAL field usages
     MinMax, Name, Red, Green, Blue, Alpha).
     """
-    entries = class_entries(class_table)
+    table = as_class_table(class_table)
     root = ET.Element("PAMDataset")
     band = ET.SubElement(root, "PAMRasterBand", band="1")
     cats = ET.SubElement(band, "CategoryNames")
-    by_id = {e.id: e.name for e in entries}
+    by_id = {e.id: e.name for e in table}
     for value in range(max(max(by_id), nodata) + 1):
         ET.SubElement(cats, "Category").text = by_id.get(value, "")
     rat = ET.SubElement(band, "GDALRasterAttributeTable", tableType="thematic")
@@ -243,7 +166,7 @@ def category_pam_xml(class_table: ClassTableLike, *, nodata: int = 0) -> str:
         ET.SubElement(fd, "Name").text = name
         ET.SubElement(fd, "Type").text = str(ftype)
         ET.SubElement(fd, "Usage").text = str(usage)
-    for i, e in enumerate(entries):
+    for i, e in enumerate(table):
         row = ET.SubElement(rat, "Row", index=str(i))
         for value in (e.id, e.name, *e.rgba):
             ET.SubElement(row, "F").text = str(value)
@@ -269,20 +192,21 @@ def write_class_cog(
         path: final ``.tif`` path; the sidecar is ``<path>.aux.xml``.
         crs: grid CRS (``"EPSG:32649"``, EPSG int or rasterio CRS).
         transform: grid affine (a, b, c, d, e, f) in CRS units.
-        class_table: class ids, names and colours (see :func:`class_entries`).
+        class_table: class ids, names and colours (see
+            :func:`pipeline.reference.classes.as_class_table`).
         nodata: value of unmapped pixels, transparent in the colour table.
         blocksize: COG tile size in pixels (512).
 
     Returns:
         ``path``. The raster is uint8, DEFLATE, overviews resampled by MODE (nodata ignored).
     """
-    entries = class_entries(class_table)
+    table = as_class_table(class_table)
     arr = np.asarray(classes)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise PredictionError(f"classes must be a 2-D integer (y, x) array, got {arr.ndim}-D {arr.dtype}")
-    if not 0 <= nodata <= 255 or nodata in {e.id for e in entries}:
+    if not 0 <= nodata <= 255 or nodata in {e.id for e in table}:
         raise PredictionError(f"nodata {nodata} must be in 0..255 and no class id; use 0")
-    allowed = {e.id for e in entries} | {nodata}
+    allowed = {e.id for e in table} | {nodata}
     if arr.size and (arr.min() < 0 or arr.max() > 255):
         present = sorted({int(arr.min()), int(arr.max())} - allowed)
     else:  # bincount: linear time, no sort of the whole map
@@ -293,11 +217,11 @@ def write_class_cog(
             f"classes hold ids {unknown} missing from the class table {sorted(allowed - {nodata})}; "
             f"predict with the class table the model was trained with"
         )
-    colormap = {nodata: (0, 0, 0, 0)} | {e.id: e.rgba for e in entries}
+    colormap = table.colormap(nodata)
     return _write_cog(
         arr.astype(np.uint8)[np.newaxis], path, crs=crs, transform=transform, nodata=nodata,
         resampling="MODE", blocksize=blocksize, colormap=colormap, descriptions=["class"],
-        pam_xml=category_pam_xml(entries, nodata=nodata),
+        pam_xml=category_pam_xml(table, nodata=nodata),
     )
 
 
@@ -342,17 +266,17 @@ def write_probability_cog(
     Returns:
         ``path``: uint8, percent (rounded), units "percent", AVERAGE overviews.
     """
-    entries = class_entries(class_table)
+    table = as_class_table(class_table)
     arr = np.asarray(probabilities)
-    if arr.ndim != 3 or arr.shape[0] != len(entries):
+    if arr.ndim != 3 or arr.shape[0] != len(table):
         raise PredictionError(
-            f"probabilities must be (class, y, x) with {len(entries)} classes, got shape {arr.shape}"
+            f"probabilities must be (class, y, x) with {len(table)} classes, got shape {arr.shape}"
         )
     if not 100 < nodata <= 255:
         raise PredictionError(f"probability nodata {nodata} must be in 101..255; use 255")
     return _write_cog(
         _percent(arr, "probabilities", nodata), path, crs=crs, transform=transform, nodata=nodata,
-        resampling="AVERAGE", blocksize=blocksize, descriptions=[e.name for e in entries], units="percent",
+        resampling="AVERAGE", blocksize=blocksize, descriptions=[e.name for e in table], units="percent",
     )
 
 

@@ -30,12 +30,11 @@ from pipeline.errors import PredictionError
 from pipeline.raster.cog import (
     COUNT_NODATA,
     PROBABILITY_NODATA,
-    ClassTableLike,
     CrsLike,
     TransformLike,
     check_grid,
-    class_entries,
 )
+from pipeline.reference.classes import ClassTableLike, as_class_table
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def map_stac_item(
         item_id: e.g. ``"{aoi}-{model}"``.
         map_datetime: the date the map represents (naive values are taken as UTC).
         crs, transform, shape: the grid of the rasters (dims (y, x), transform a..f).
-        class_table: classes of the ``classes`` asset (see :func:`pipeline.raster.cog.class_entries`).
+        class_table: classes of the ``classes`` asset (see :func:`pipeline.reference.classes.as_class_table`).
         assets: asset key -> file name relative to ``out_dir``; default: every entry of
             :data:`MAP_ASSETS`. Keys of :data:`MAP_ASSETS` get its media type, roles, title.
         start_datetime, end_datetime: optional period of the input series.
@@ -149,7 +148,7 @@ def map_stac_item(
         PredictionError: an asset file is missing or the grid is unusable.
     """
     folder = Path(out_dir)
-    entries = class_entries(class_table)
+    table = as_class_table(class_table)
     crs_obj, aff = check_grid(crs, transform)
     files = dict(assets) if assets is not None else {k: a.filename for k, a in MAP_ASSETS.items()}
     missing = [f for f in files.values() if not (folder / f).is_file()]
@@ -186,13 +185,13 @@ def map_stac_item(
         )
         item.add_asset(key, asset)
         if meta and meta.media_type == COG:
-            RasterExtension.ext(asset, add_if_missing=True).apply(_raster_bands(key, len(entries), res))
+            RasterExtension.ext(asset, add_if_missing=True).apply(_raster_bands(key, len(table), res))
     if "classes" in files:
         ClassificationExtension.ext(item.assets["classes"], add_if_missing=True).apply(
             classes=[
                 Classification.create(value=e.id, name=_slug(e.name), title=e.name,
-                                      description=e.description or e.name, color_hint=e.hex)
-                for e in entries
+                                      description=e.name, color_hint=e.hex)
+                for e in table
             ]
         )
     return item

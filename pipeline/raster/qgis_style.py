@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
-from pipeline.raster.cog import ClassTableLike, class_entries
+from pipeline.reference.classes import ClassTableLike, as_class_table
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def qml_text(class_table: ClassTableLike, *, band: int = 1, opacity: float = 1.0
     One ``<paletteEntry value= color="#rrggbb" alpha= label=>`` per class, in table order;
     values absent from the palette (nodata 0) are drawn transparent by QGIS.
     """
-    entries = class_entries(class_table)
+    table = as_class_table(class_table)
     root = ET.Element(
         "qgis",
         version=QGIS_VERSION,
@@ -42,7 +42,7 @@ def qml_text(class_table: ClassTableLike, *, band: int = 1, opacity: float = 1.0
     )
     ET.SubElement(renderer, "rasterTransparency")
     palette = ET.SubElement(renderer, "colorPalette")
-    for e in entries:
+    for e in table:
         ET.SubElement(
             palette, "paletteEntry", value=str(e.id), color="#" + e.hex.lower(),
             alpha=str(e.rgba[3]), label=e.name,

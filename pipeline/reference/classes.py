@@ -6,22 +6,36 @@ for "unlabelled" in label rasters and "nodata" in classified maps, 255 is left f
 common nodata value of other tools); names are unique non-empty strings; colours are
 ``#rrggbb``. The order of the list is the *class-table order* used everywhere else (model
 output channels, confusion-matrix rows/columns, legends).
+
+:class:`LandCoverClass` is the one class-row type of the pipeline and
+:meth:`LandCoverClass.to_config` its one serialisation: the train options and the model
+metadata store it, and the map writers (COG colour table and categories
+:mod:`pipeline.raster.cog`, QGIS style :mod:`pipeline.raster.qgis_style`, STAC item
+:mod:`pipeline.raster.map_item`) read it back through :func:`as_class_table`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pipeline.errors import ConfigError
 
 MIN_CLASS_ID = 1
 MAX_CLASS_ID = 254
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+_HEX_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _KEYS = ("id", "name", "color")
+
+#: What :func:`as_class_table` accepts: a :class:`ClassTable`, the config list of
+#: ``{id, name, color}`` mappings (e.g. the model metadata), objects with those attributes, or
+#: an object offering ``ids()``, ``names()`` and ``colors`` (method or attribute).
+ClassTableLike = Iterable[Mapping[str, Any]] | Iterable[Any]
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,20 @@ class LandCoverClass:
     def rgb(self) -> tuple[int, int, int]:
         """The colour as 8-bit ``(r, g, b)``."""
         return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+
+    @property
+    def rgba(self) -> tuple[int, int, int, int]:
+        """The colour as 8-bit ``(r, g, b, 255)`` (classes are opaque; COG colour table, QML)."""
+        return (*self.rgb, 255)
+
+    @property
+    def hex(self) -> str:
+        """The colour as ``RRGGBB`` (upper case, no ``#``; STAC ``color_hint``)."""
+        return self.color[1:].upper()
+
+    def to_config(self) -> dict[str, Any]:
+        """The class as its config / model-metadata object ``{"id", "name", "color"}``."""
+        return {"id": self.id, "name": self.name, "color": self.color}
 
 
 @dataclass(frozen=True)
@@ -100,7 +128,11 @@ class ClassTable:
 
     def to_config(self) -> list[dict[str, Any]]:
         """The table as the config list (JSON-serialisable), in class-table order."""
-        return [{"id": c.id, "name": c.name, "color": c.color} for c in self.classes]
+        return [c.to_config() for c in self.classes]
+
+    def colormap(self, nodata: int = 0) -> dict[int, tuple[int, int, int, int]]:
+        """The raster colour table: ``nodata`` transparent, every class id its opaque colour."""
+        return {nodata: (0, 0, 0, 0)} | {c.id: c.rgba for c in self.classes}
 
     # -- queries -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -147,12 +179,70 @@ class ClassTable:
         raise ConfigError(f"class name {name!r} is not in the class table (names {self.names()})")
 
 
+def parse_color(color: object) -> str:
+    """``"#rrggbb"``, ``"rrggbb"`` or 3 ints 0..255 -> ``"#rrggbb"`` (lower case)."""
+    if isinstance(color, str):
+        m = _HEX_RE.match(color.strip())
+        if m:
+            return "#" + m.group(1).lower()
+    elif isinstance(color, Sequence) and len(color) == 3:
+        vals = [int(v) for v in color]  # type: ignore[call-overload]
+        if all(0 <= v <= 255 for v in vals):
+            return "#{:02x}{:02x}{:02x}".format(*vals)
+    raise ConfigError(f"class colour {color!r} is not '#rrggbb' (or 3 ints 0..255); fix classes[].color")
+
+
+def _field(entry: object, key: str) -> Any:
+    if isinstance(entry, Mapping):
+        return entry.get(key)
+    return getattr(entry, key, None)
+
+
+def as_class_table(class_table: ClassTableLike) -> ClassTable:
+    """The :class:`ClassTable` of any :data:`ClassTableLike` (a table is returned as is).
+
+    Rows need ``id``, ``name`` and ``color`` (see :func:`parse_color`); other keys are ignored.
+    The table is validated like the config (:meth:`ClassTable.from_config`): ids unique in
+    1..254, names unique and non-empty, else :class:`ConfigError`.
+    """
+    if isinstance(class_table, ClassTable):
+        return class_table
+    if all(hasattr(class_table, a) for a in ("ids", "names", "colors")):
+        cols = [getattr(class_table, a) for a in ("ids", "names", "colors")]
+        ids, names, colors = (list(c() if callable(c) else c) for c in cols)
+        rows: list[object] = [{"id": i, "name": n, "color": c} for i, n, c in zip(ids, names, colors, strict=True)]
+    elif isinstance(class_table, LandCoverClass):
+        rows = [class_table]
+    else:
+        rows = list(class_table)
+    parsed: list[LandCoverClass] = []
+    for row in rows:
+        if isinstance(row, LandCoverClass):
+            parsed.append(row)
+            continue
+        cid, name = _field(row, "id"), _field(row, "name")
+        if isinstance(cid, bool) or not isinstance(cid, int | np.integer):
+            raise ConfigError(
+                f"class id {cid!r} must be an integer {MIN_CLASS_ID}..{MAX_CLASS_ID} (0 is nodata); fix classes[].id"
+            )
+        if not isinstance(name, str):
+            raise ConfigError(f"class {cid} has no name; give every entry of config 'classes' a name")
+        parsed.append(LandCoverClass(id=int(cid), name=name.strip(), color=parse_color(_field(row, "color"))))
+    return ClassTable(tuple(parsed))
+
+
 def _validate(classes: tuple[LandCoverClass, ...]) -> None:
     if not classes:
         raise ConfigError("classes is empty; list at least one {id, name, color} class")
     seen_ids: set[int] = set()
     seen_names: set[str] = set()
     for c in classes:
+        if c.id == MAX_CLASS_ID + 1:
+            raise ConfigError(
+                f"class id {c.id} ({c.name!r}) is outside {MIN_CLASS_ID}..{MAX_CLASS_ID}: 255 is the nodata value "
+                "of many label rasters and tools, and 0 is unlabelled/nodata - renumber the class to a free id "
+                f"in {MIN_CLASS_ID}..{MAX_CLASS_ID}"
+            )
         if isinstance(c.id, bool) or not isinstance(c.id, int) or not MIN_CLASS_ID <= c.id <= MAX_CLASS_ID:
             raise ConfigError(
                 f"class id {c.id!r} ({c.name!r}) is outside {MIN_CLASS_ID}..{MAX_CLASS_ID}; "
@@ -165,8 +255,12 @@ def _validate(classes: tuple[LandCoverClass, ...]) -> None:
                 f"class {c.name!r} has colour {c.color!r}; write colours as '#rrggbb' (e.g. '#e6c34a')"
             )
         if c.id in seen_ids:
-            raise ConfigError(f"class id {c.id} appears twice in the class table; ids must be unique")
+            raise ConfigError(
+                f"class id {c.id} appears twice in the class table; list each id once (no id more than once)"
+            )
         if c.name in seen_names:
-            raise ConfigError(f"class name {c.name!r} appears twice in the class table; names must be unique")
+            raise ConfigError(
+                f"class name {c.name!r} appears twice in the class table; list each name once (no name more than once)"
+            )
         seen_ids.add(c.id)
         seen_names.add(c.name)

@@ -37,11 +37,12 @@ import rasterio
 from pipeline.atomic import remove_stale_tmp
 from pipeline.cli import dask_scheduler
 from pipeline.errors import GridError, PipelineError, PredictionError
-from pipeline.raster.cog import category_pam_xml, class_entries, write_cog
+from pipeline.raster.cog import category_pam_xml, write_cog
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.mosaic import VrtBands, write_vrt
 from pipeline.raster.qgis_style import write_qml
 from pipeline.raster.zarr_io import features_encoding, open_store, write_zarr_atomic
+from pipeline.reference.classes import as_class_table
 from pipeline.tiling.cores import mosaic_cores
 from pipeline.tiling.plan import TILE_ATTRS, TilePlan
 
@@ -100,7 +101,7 @@ def mosaic_folder(tile_dirs: list[Path], plan: TilePlan, classes: list[dict[str,
             nodata, descriptions, units = first.nodata, list(first.descriptions), first.units[0]
         style: dict[str, Any] = {"descriptions": descriptions, "units": units or None}
         if name == "classes.tif":
-            style["colormap"] = {int(nodata): (0, 0, 0, 0)} | {e.id: e.rgba for e in class_entries(classes)}
+            style["colormap"] = as_class_table(classes).colormap(int(nodata))
             style["pam_xml"] = category_pam_xml(classes, nodata=int(nodata))
         with VrtBands(vrt) as bands:
             write_cog(bands, out / name, crs=plan.crs, transform=plan.transform, nodata=nodata,

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.errors import GridError, LabelError, TrainingError
-from pipeline.training.options import ClassEntry
+from pipeline.reference.classes import LandCoverClass
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TrainingData:
     features: np.ndarray
     usable: np.ndarray
     labels: np.ndarray
-    classes: tuple[ClassEntry, ...]
+    classes: tuple[LandCoverClass, ...]
     times: np.ndarray
     crs: str
     transform: tuple[float, ...]
@@ -64,7 +64,7 @@ def _check_grid(features: xr.Dataset, labels: xr.Dataset) -> None:
             raise GridError(f"features and labels {dim} coordinates differ; rebuild labels.zarr on the cube grid")
 
 
-def _class_lut(labels: np.ndarray, classes: Sequence[ClassEntry]) -> np.ndarray:
+def _class_lut(labels: np.ndarray, classes: Sequence[LandCoverClass]) -> np.ndarray:
     counts = np.bincount(labels.ravel(), minlength=256)
     table = {c.id for c in classes}
     unknown = [i for i in np.nonzero(counts)[0].tolist() if i != 0 and i not in table]
@@ -90,7 +90,7 @@ def window_has_clear(valid: np.ndarray, time_steps: int) -> np.ndarray:
 
 
 def load_training_data(
-    features: xr.Dataset, labels: xr.Dataset, *, classes: Sequence[ClassEntry], use_valid_mask: bool = False,
+    features: xr.Dataset, labels: xr.Dataset, *, classes: Sequence[LandCoverClass], use_valid_mask: bool = False,
     time_steps: int | None = None,
 ) -> TrainingData:
     """Validate and load the ``features`` and ``labels`` stores (layouts in

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from pipeline.atomic import write_text_atomic
+from pipeline.models.device import autocast, inference_mode
 from pipeline.training.augment import perturb
 from pipeline.training.batches import Batch, WindowSource, epoch_order
 from pipeline.training.checkpoint import (
@@ -37,7 +38,6 @@ from pipeline.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from pipeline.training.device import autocast, inference_mode
 from pipeline.training.distributed import (
     SINGLE,
     World,

@@ -16,18 +16,9 @@ from typing import Any, Literal, get_args
 
 from pipeline.errors import ConfigError
 from pipeline.models.registry import MODEL_NAMES, ModelName, Relearning
+from pipeline.reference.classes import ClassTable, LandCoverClass
 
 SegmentMethod = Literal["felzenszwalb", "slic"]
-
-
-@dataclass(frozen=True)
-class ClassEntry:
-    """One row of the class table: ``id`` (1..255, the value in label rasters), ``name``,
-    ``color`` ("#rrggbb")."""
-
-    id: int
-    name: str
-    color: str = "#000000"
 
 
 DEFAULT_TIME_STEPS = 12
@@ -41,7 +32,8 @@ class TrainOptions:
         "pixel_lstm" (per-pixel LSTM), "rf", "svm" (scikit-learn baselines), "unet" (UNet on
         the window's last date), "unet_stack" (UNet on the window's dates stacked as
         channels), "unet_convlstm" (shared UNet encoder per date, ConvLSTM at the bottleneck).
-    classes: class table, list of {id, name, color}; required. Output index k <-> classes[k].
+    classes: class table, list of {id, name, color} (:class:`~pipeline.reference.classes.LandCoverClass`,
+        ids 1..254); required. Output index k <-> classes[k].
     time_steps: window length t in steps of the series (paper 20); null = the workflow sets the
         number of grid steps of the map's period (:func:`pipeline.timegrid.period.window_steps`),
         so the window covers the period; a stage given null without it uses 12. hidden: ConvLSTM units (128). lstm_hidden: pixel
@@ -95,7 +87,7 @@ class TrainOptions:
     relearning: post-classification relearning (relearning paper): "none", or the model is
         trained on the features extended with K channels of the first-stage class
         probabilities of ``relearning_base``, per pixel ("pixel") or averaged over image
-        segments of each date ("object"); see :mod:`pipeline.relearning`.
+        segments of each date ("object"); see :mod:`pipeline.training.relearning`.
     relearning_base: name of the first-stage model folder (a sibling of the output folder,
         results/{aoi}/models/{relearning_base}); null = ``model`` (the same model trained
         without relearning), see :attr:`TrainOptions.base_name`.
@@ -104,7 +96,7 @@ class TrainOptions:
         segmentation of the "object" strategy (:mod:`pipeline.objects.segments`).
     """
 
-    classes: tuple[ClassEntry, ...]
+    classes: tuple[LandCoverClass, ...]
     model: ModelName = "semi_convlstm"
     time_steps: int | None = None
     hidden: int = 16
@@ -174,7 +166,7 @@ class TrainOptions:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["classes"] = [dataclasses.asdict(c) for c in self.classes]
+        d["classes"] = [c.to_config() for c in self.classes]
         if self.search_space is not None:
             d["search_space"] = {k: list(v) for k, v in self.search_space.items()}
         return d
@@ -211,27 +203,17 @@ _CHOICES = {
 _NULLABLE = {"block_size", "buffer", "max_windows_per_epoch", "time_steps"}
 
 
-def _parse_classes(value: object) -> tuple[ClassEntry, ...]:
+def _parse_classes(value: object) -> tuple[LandCoverClass, ...]:
+    """The class rows of the train option ``classes``, validated like the config's class table."""
+    if isinstance(value, ClassTable):
+        return value.classes
     if not isinstance(value, list | tuple) or not value:
         raise ConfigError("train option 'classes' must be a non-empty list of {id, name, color}")
-    out: list[ClassEntry] = []
-    for row in value:
-        if isinstance(row, ClassEntry):
-            out.append(row)
-            continue
-        if not isinstance(row, Mapping) or "id" not in row or "name" not in row:
-            raise ConfigError(f"train option 'classes': entry {row!r} needs 'id' and 'name' (and 'color')")
-        extra = set(row) - {"id", "name", "color", "description"}
-        if extra:
-            raise ConfigError(f"train option 'classes': unknown keys {sorted(extra)} in {row!r}")
-        cid = row["id"]
-        if not isinstance(cid, int) or isinstance(cid, bool) or not 1 <= cid <= 255:
-            raise ConfigError(f"train option 'classes': id {cid!r} must be an integer in 1..255 (0 = unlabelled)")
-        out.append(ClassEntry(id=cid, name=str(row["name"]), color=str(row.get("color", "#000000"))))
-    ids = [c.id for c in out]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"train option 'classes': duplicate ids in {ids}")
-    return tuple(out)
+    rows = [row.to_config() if isinstance(row, LandCoverClass) else row for row in value]
+    try:
+        return ClassTable.from_config(rows).classes
+    except ConfigError as exc:
+        raise ConfigError(f"train option 'classes': {exc}") from exc
 
 
 def _check_value(key: str, value: object) -> object:

@@ -9,7 +9,6 @@ training, validation, test and buffer; the card holds the labelled pixel-dates p
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -26,6 +25,14 @@ import xarray as xr
 
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.inference.relearning import base_model_dir
+from pipeline.models.build import build_model
+from pipeline.models.device import (
+    configure_runtime,
+    prepare_model,
+    resolve_device,
+    seed_everything,
+)
 from pipeline.models.registry import SKLEARN_MODELS
 from pipeline.split.design import TRAIN, region_from_store
 from pipeline.split.validation import (
@@ -37,12 +44,6 @@ from pipeline.split.validation import (
 from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
 from pipeline.training.data import TrainingData, channel_statistics, load_training_data
-from pipeline.training.device import (
-    configure_runtime,
-    prepare_model,
-    resolve_device,
-    seed_everything,
-)
 from pipeline.training.distributed import (
     SINGLE,
     World,
@@ -51,11 +52,11 @@ from pipeline.training.distributed import (
     process_group,
     threads_per_process,
 )
-from pipeline.training.inference import build_model, model_config_for
 from pipeline.training.loop import METRIC_COLUMNS, EpochCallback, fit, write_metrics
 from pipeline.training.losses import balanced_alpha
+from pipeline.training.model_config import model_config_for
 from pipeline.training.options import TrainOptions, parse_train_options
-from pipeline.training.relearning import base_model_dir, relearning_features
+from pipeline.training.relearning import relearning_features
 from pipeline.training.windows import (
     SpatialSplit,
     patch_windows,
@@ -205,7 +206,7 @@ def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sou
           device: torch.device) -> dict[str, Any]:
     return {
         "model": options.model,
-        "classes": [dataclasses.asdict(c) for c in options.classes],
+        "classes": [c.to_config() for c in options.classes],
         "data": {**dict(sources or {}), "shape": dict(zip(("time", "channel", "y", "x"), data.shape, strict=True)),
                  "first_date": str(data.times[0])[:10], "last_date": str(data.times[-1])[:10], "crs": data.crs,
                  "transform": list(data.transform)},
@@ -296,7 +297,7 @@ def _train_model(
         write_region(out / REGION_NAME, region, data)
     mean, std = channel_statistics(data.features, data.usable)
     k = len(opts.classes)
-    meta: dict[str, Any] = {"model_name": opts.model, "classes": [dataclasses.asdict(c) for c in opts.classes],
+    meta: dict[str, Any] = {"model_name": opts.model, "classes": [c.to_config() for c in opts.classes],
                             "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width],
                             "data_digest": data_digest(data, region), **relearn}
 

@@ -1,6 +1,9 @@
-"""Build models by name, load trained models from their folder, predict one window batch.
+"""Load a trained model from its folder and run it on one batch of windows.
 
-The prediction stage builds on :func:`load_model` and :func:`predict_window`.
+:func:`load_model` reads what the train stage wrote (``model.pt`` of the torch models,
+``model.joblib`` of the scikit-learn baselines); :func:`predict_window` is the forward pass
+both the prediction (:mod:`pipeline.inference.prediction`) and the relearning inputs
+(:mod:`pipeline.inference.relearning`) run.
 """
 
 from __future__ import annotations
@@ -13,52 +16,15 @@ from typing import Any
 from torch import Tensor, nn
 
 from pipeline.errors import CheckpointError
-from pipeline.models.convlstm import ConvLSTMClassifier, ConvLSTMConfig
-from pipeline.models.pixel_lstm import PixelLSTMClassifier, PixelLSTMConfig
-from pipeline.models.registry import models_of
-from pipeline.models.unet import UNetClassifier, UNetConfig
-from pipeline.models.unet_convlstm import UNetConvLSTMClassifier, UNetConvLSTMConfig
+from pipeline.models.build import build_model
+from pipeline.models.device import autocast, inference_mode
 from pipeline.training.baselines import (
     JOBLIB_NAME,
     WindowPixelClassifier,
     load_baseline,
 )
 from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.device import autocast, inference_mode
 from pipeline.training.loop import MODEL_NAME
-from pipeline.training.options import TrainOptions
-
-
-def model_config_for(name: str, *, in_channels: int, num_classes: int, options: TrainOptions) -> dict[str, Any]:
-    """Config dict of the torch model ``name`` for the given data and options."""
-    if name in models_of("torch_convlstm"):
-        return ConvLSTMConfig(in_channels, num_classes, hidden=options.hidden, kernel=options.kernel,
-                              dropout=options.dropout).to_dict()
-    if name in models_of("torch_pixel"):
-        return PixelLSTMConfig(in_channels, num_classes, hidden=options.lstm_hidden, dropout=options.dropout).to_dict()
-    if name in models_of("torch_unet"):
-        return UNetConfig(in_channels, num_classes, temporal="last" if name == "unet" else "stack",
-                          time_steps=options.time_steps, depth=options.unet_depth, width=options.unet_width,
-                          kernel=options.kernel, dropout=options.dropout).to_dict()
-    if name in models_of("torch_unet_convlstm"):
-        return UNetConvLSTMConfig(in_channels, num_classes, depth=options.unet_depth, width=options.unet_width,
-                                  kernel=options.kernel, lstm_kernel=options.kernel,
-                                  lstm_skips=options.unet_lstm_skips, dropout=options.dropout).to_dict()
-    raise ValueError(f"{name!r} is not a torch model")
-
-
-def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate the torch model ``name`` (a model of :data:`pipeline.models.registry.TORCH_MODELS`:
-    "semi_convlstm", "convlstm", "pixel_lstm", "unet", "unet_stack", "unet_convlstm")."""
-    if name in models_of("torch_convlstm"):
-        return ConvLSTMClassifier(ConvLSTMConfig(**config))
-    if name in models_of("torch_pixel"):
-        return PixelLSTMClassifier(PixelLSTMConfig(**config))
-    if name in models_of("torch_unet"):
-        return UNetClassifier(UNetConfig(**config))
-    if name in models_of("torch_unet_convlstm"):
-        return UNetConvLSTMClassifier(UNetConvLSTMConfig(**config))
-    raise CheckpointError(f"unknown model name {name!r} in checkpoint; retrain with this pipeline version")
 
 
 def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPixelClassifier, dict[str, Any]]:
@@ -68,7 +34,7 @@ def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPix
     and metadata: ``model``, ``classes`` (list of {id, name, color}, output index order),
     ``time_steps``, ``in_channels``, ``num_classes``, ``epoch``, ``metrics``, ``options``,
     ``model_config`` (torch models) and ``relearning`` (None, or the first-stage record of a
-    relearning model, see :func:`pipeline.relearning.relearning_features`).
+    relearning model, see :func:`pipeline.training.relearning.relearning_features`).
     Raises CheckpointError when the files are missing or corrupt.
     """
     d = Path(model_dir)

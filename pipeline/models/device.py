@@ -1,4 +1,6 @@
-"""Device selection, mixed precision and reproducibility settings for training/inference.
+"""Device selection, mixed precision and reproducibility settings for every torch stage.
+
+One :func:`resolve_device` serves features (the stem), training and prediction.
 
 GPU when available: CUDA with bf16 autocast and channels_last convolutions (cuDNN autotuning
 on, so GPU runs are fast but not bit-reproducible). CPU otherwise: float32 and deterministic
@@ -22,12 +24,18 @@ from pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def resolve_device(preference: Literal["auto", "cpu", "cuda"] = "auto") -> torch.device:
-    """``"auto"`` -> cuda if available else cpu; ``"cuda"`` without a GPU -> ConfigError."""
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+def resolve_device(preference: DeviceChoice = "auto", *, what: str = "train option") -> torch.device:
+    """``"auto"`` -> cuda if available else cpu; ``"cuda"`` without a GPU -> ConfigError.
+
+    ``what`` names the setting in that error (``"train option"``, ``"features option"``).
+    """
     if preference == "cpu":
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train option device='cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
+        raise ConfigError(f"{what} device='cuda' but no CUDA GPU is visible; use 'auto' or 'cpu'")
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")

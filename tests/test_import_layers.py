@@ -1,0 +1,87 @@
+"""One-way imports between the pipeline's layers, checked on the source with ``ast``.
+
+Training never imports prediction: no ``pipeline/training/*`` module imports the stage
+``pipeline.predict`` or the prediction module of the inference package; and no library module
+imports a stage module (the ``python -m pipeline.<stage>`` entry points that the Snakemake rules
+call): stages sit on top, shared code (models, device, class table) below both sides.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "pipeline"
+RULES = ROOT.parent / "workflow" / "rules"
+#: What the train side must not import: map prediction.
+PREDICTION = ("pipeline.predict", "pipeline.inference.prediction")
+
+
+def stage_modules() -> tuple[str, ...]:
+    """The modules the rules run (``python -m pipeline.<stage>``; a package's ``__main__``)."""
+    text = "".join(p.read_text() for p in sorted(RULES.glob("*.smk")))
+    stages = set()
+    for name in set(re.findall(r"python -m (pipeline(?:\.\w+)+)", text)):
+        path = ROOT.parent.joinpath(*name.split("."))
+        stages.add(name if path.with_suffix(".py").is_file() else f"{name}.__main__")
+    return tuple(sorted(stages))
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Dotted names ``path`` imports at run time (``from a.b import c`` gives ``a.b`` and
+    ``a.b.c``); imports under ``if TYPE_CHECKING:`` only serve annotations and are skipped."""
+    names: set[str] = set()
+    nodes: list[ast.AST] = [ast.parse(path.read_text(), filename=str(path))]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            nodes.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        nodes.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def hits(names: set[str], targets: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if any(n == t or n.startswith(t + ".") for t in targets))
+
+
+def test_the_stages_are_found() -> None:
+    stages = stage_modules()
+    assert {"pipeline.predict", "pipeline.train", "pipeline.vote", "pipeline.evaluate"} <= set(stages)
+    for stage in stages:
+        assert ROOT.parent.joinpath(*stage.split(".")).with_suffix(".py").is_file(), stage
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "training").rglob("*.py")), ids=lambda p: p.name)
+def test_training_does_not_import_prediction(path: Path) -> None:
+    assert hits(imported(path), PREDICTION) == [], f"{module_name(path)} imports map prediction"
+
+
+def test_the_predict_stage_does_not_import_the_train_stage() -> None:
+    assert hits(imported(ROOT / "predict.py"), ("pipeline.train",)) == []
+
+
+def test_library_modules_do_not_import_stages() -> None:
+    stages = stage_modules()
+    bad = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        name = module_name(path)
+        if name in stages or f"{name}.__main__" in stages:
+            continue
+        found = hits(imported(path), stages)
+        if found:
+            bad[name] = found
+    assert bad == {}, "library modules import stage modules; move the shared code below the stages"
