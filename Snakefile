@@ -2,6 +2,8 @@
 # The index of the workflow: configuration, validation, the stage rules and the targets.
 from snakemake.utils import min_version
 
+from pipeline.model_names import model_wildcard_pattern
+
 
 min_version("9.0")
 
@@ -15,7 +17,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     aoi="|".join(AOIS),
     tile="r[0-9]+c[0-9]+",
-    model="(?:semi_convlstm|convlstm|pixel_lstm|rf|svm|unet|unet_stack|unet_convlstm)(?:_relearn_(?:pixel|object))?",
+    model=model_wildcard_pattern(),
 
 
 include: "workflow/rules/demo.smk"
@@ -26,8 +28,8 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
-include: "workflow/rules/vote.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/vote.smk"
 include: "workflow/rules/experiments.smk"
 
 
@@ -38,10 +40,10 @@ if TILED:  # large AOIs as tiles (tiling.tile_size): per-tile rules and the AOI 
 
 rule all:
     input:
-        maps_targets(),
+        run_targets(maps_targets()),
     default_target: True
 
 
 rule maps:
     input:
-        maps_targets(),
+        run_targets(maps_targets()),

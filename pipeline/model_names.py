@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import re
 
+MODEL_NAMES = ("semi_convlstm", "convlstm", "pixel_lstm", "rf", "svm", "unet", "unet_stack", "unet_convlstm")
+RELEARNING_STRATEGIES = ("pixel", "object")
 RELEARN_PATTERN = re.compile(r"^(?P<model>.+)_relearn_(?P<strategy>pixel|object)$")
+
+
+def model_wildcard_pattern() -> str:
+    """The regular expression of the workflow's ``{model}`` wildcard: a train model of
+    :data:`MODEL_NAMES`, optionally ``_relearn_{strategy}``."""
+    return f"(?:{'|'.join(MODEL_NAMES)})(?:_relearn_(?:{'|'.join(RELEARNING_STRATEGIES)}))?"
 
 
 def split_model_name(name: str) -> tuple[str, str]:
