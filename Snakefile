@@ -28,8 +28,8 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
-include: "workflow/rules/vote.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/vote.smk"
 include: "workflow/rules/experiments.smk"
 
 
@@ -40,10 +40,10 @@ if TILED:  # large AOIs as tiles (tiling.tile_size): per-tile rules and the AOI 
 
 rule all:
     input:
-        maps_targets(),
+        run_targets(maps_targets()),
     default_target: True
 
 
 rule maps:
     input:
-        maps_targets(),
+        run_targets(maps_targets()),

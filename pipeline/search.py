@@ -20,16 +20,12 @@ from pipeline.atomic import write_text_atomic
 from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options
 from pipeline.stac.aoi import aoi_from_config
+from pipeline.stac.catalog_url import is_local_catalog
 from pipeline.stac.hrefs import check_no_server_hrefs, drop_server_links
 from pipeline.stac.search import CatalogOptions, search_items
 from pipeline.stac.server import serve_folder
 
 log = logging.getLogger(__name__)
-
-
-def is_local_catalog(url: str) -> bool:
-    """Whether ``catalog.url`` names a local folder rather than an http(s) STAC API."""
-    return not url.startswith(("http://", "https://"))
 
 
 def run_search(name: str, aoi_entry: dict[str, object], options: CatalogOptions, out: Path) -> Path:

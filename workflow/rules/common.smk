@@ -1,14 +1,26 @@
-# Helpers shared by the stage files (config validation, values passed to the stages).
+# Helpers shared by the stage files: config validation and thin wrappers turning the config into
+# the values passed to the stages. The planning itself (experiment runs, their folders, the train
+# options of a model) is pipeline.plan, tested on its own. Reading the workflow changes nothing on
+# disk (`-n`, `--lint`, `--list` included): see set_aside_before_run.
 import json
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from pipeline.config import check_config, command_line_aois
-from pipeline.search import is_local_catalog
 from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.options import VOTING_KEYS
-from pipeline.raster.zarr_io import set_aside_incomplete_stores
+from pipeline.plan.experiments import (
+    PAPER_EXPERIMENTS,
+    check_aoi_names,
+    experiment_run_dir,
+    experiment_runs,
+    experiment_tables,
+    experiment_train_overrides,
+    fold_argument,
+)
+from pipeline.plan.train_options import model_train_options
+from pipeline.stac.catalog_url import is_local_catalog
 
 
 # Clear messages naming the key and the allowed values (and the defaults filled in), then
@@ -42,10 +54,38 @@ def resolve_time_steps():
 if config["train"]["time_steps"] is None:
     config["train"]["time_steps"] = resolve_time_steps()
 
+
 # A Zarr store half-deleted by a killed run (Snakemake removes a job's old outputs with a
 # non-atomic rmtree before rerunning it) would read as fill values downstream: set it aside so
-# that its rule runs again. Skipped while another run holds the working directory's locks.
-set_aside_incomplete_stores("results", locks=".snakemake/locks")
+# that its rule runs again. This must happen before Snakemake looks at the stores (an onstart
+# handler runs after the DAG is built, and not at all when there is nothing to do), yet never
+# when the workflow is only read: the target rules (all, maps, the experiments) call it from
+# their input function, the first thing Snakemake evaluates when it builds the DAG, and it acts
+# only for a run that executes jobs (not -n, --lint, --summary, --dag ...), once, in the main
+# process, and not while another run holds the working directory's locks.
+_SET_ASIDE = []
+
+
+def set_aside_before_run():
+    """Set aside the incomplete Zarr stores under results/ (pipeline.raster.zarr_io), once per run."""
+    if _SET_ASIDE or workflow.executor_plugin is None or workflow.dryrun or not workflow.is_main_process:
+        return
+    _SET_ASIDE.append(True)
+    from pipeline.raster.zarr_io import set_aside_incomplete_stores  # xarray, zarr: only for a real run
+
+    set_aside_incomplete_stores("results", locks=".snakemake/locks")
+
+
+def run_targets(targets):
+    """The input function of a target rule: ``targets`` (a list of paths), after
+    set_aside_before_run."""
+
+    def inputs(wildcards):
+        set_aside_before_run()
+        return targets
+
+    return inputs
+
 
 def section_json(name):
     """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""
@@ -107,8 +147,14 @@ def relearning_input(wildcards):
     base = config["train"]["relearning_base"] or model
     folder = f"results/{wildcards.aoi}"
     if hasattr(wildcards, "experiment"):
-        folder = experiment_run_dir(wildcards.aoi, wildcards.experiment, wildcards.value)
+        folder = experiment_run_dir(wildcards.aoi, wildcards.experiment, wildcards.value, config["train"])
     return {"base": f"{folder}/models/{base}/model_card.json"}
+
+
+def base_model_arg(wildcards, input):
+    """`--base-model FOLDER` (the folder of the first-stage model card, an input) for a relearning
+    model, else nothing."""
+    return f"--base-model {Path(input.base).parent}" if "base" in input.keys() else ""
 
 
 # Object-based voting (predict.voting) is its own stage on the finished map (workflow/rules/vote.smk):
@@ -136,108 +182,27 @@ def maps_targets():
     return expand(patterns, aoi=AOIS, model=model)
 
 
-# ---- experiments (workflow/rules/experiments.smk) ------------------------------------------
-# A run of an experiment that equals the main training (label fraction and t of the train
-# section, cloud cover 100 = every date, every run of `compare`) reuses results/{aoi}/models,
-# maps and reports; the others live under results/{aoi}/experiments/{experiment}/{value}/.
-EXPERIMENT_SETTINGS = {  # experiment -> (config key of the values, config key of the models)
-    "compare": (None, "models"),
-    "label_fraction": ("label_fractions", "label_fraction_models"),
-    "time_length": ("time_lengths", "time_length_models"),
-    "cloud_cover": ("cloud_covers", "cloud_cover_models"),
-    "cv": ("folds", "models"),  # spatial k-fold CV: values are the folds 0..evaluation.folds-1
-}
-PAPER_EXPERIMENTS = ("compare", "label_fraction", "time_length", "cloud_cover")  # the `experiments` target
-EXPERIMENT_TRAIN_OPTION = {"label_fraction": "label_fraction", "time_length": "time_steps"}
-if "experiments" in AOIS:
-    raise ValueError("an AOI may not be named 'experiments' (results/experiments/ holds the experiment tables)")
+# ---- experiments (workflow/rules/experiments.smk; the planning: pipeline.plan.experiments) -----
+# A run of an experiment that equals the main training reuses results/{aoi}/models, maps and
+# reports; the others live under results/{aoi}/experiments/{experiment}/{value}/.
+check_aoi_names(config["aois"])
 
 
 def model_train_json(model, overrides=None):
-    """The train section for `model` (+ overrides), with the class table; consistency_weight
-    only goes to semi_convlstm (the train stage rejects it for the other models)."""
-    model, strategy = split_model_name(model)  # {model}_relearn_{strategy}: relearning
-    options = {**config["train"], **(overrides or {}), "model": model, "relearning": strategy,
-               "classes": config["classes"]}
-    if config["predict"]["target"] == "period":  # the test is spatial (test blocks); no date to hold out
-        options["holdout_last_date"] = False
-    if strategy == "none":  # relearning-only settings do not change (rerun) the other models
-        for key in ("relearning_base", "segment_method", "segment_scale", "segment_size"):
-            options.pop(key, None)
-    if model != "semi_convlstm":  # semi-supervised settings do not change (rerun) the others
-        options.pop("consistency_weight", None)
-        options.pop("consistency_scaling", None)
-        options.pop("unlabelled_window_ratio", None)
-    # search_space: RF gets the RF keys, SVM the SVM keys (a key of neither goes to both, so the
-    # stage names it), the other models none - one section serves both baselines.
-    space = options.get("search_space") or {}
-    other = set().union(*(keys for name, keys in SEARCH_SPACE_KEYS.items() if name != model))
-    kept = {k: v for k, v in space.items() if model in SEARCH_SPACE_KEYS and k not in other}
-    options["search_space"] = kept or None
-    return json.dumps(options)
-
-
-SEARCH_SPACE_KEYS = {  # parameter names of pipeline.training.baselines.RF_SPACE / SVM_SPACE
-    "rf": {"n_estimators", "max_depth", "min_samples_split", "min_samples_leaf", "max_features"},
-    "svm": {"C", "gamma"},
-}
-
-
-def experiment_value(value):
-    """A parameter value as written in paths: 0.5 -> '0.5', 1.0 -> '1', 10 -> '10'."""
-    return f"{float(value):g}"
-
-
-def is_main_run(experiment, value):
-    """True when the run equals the main training of the train section (its outputs are reused)."""
-    if experiment == "compare":
-        return True
-    if experiment == "cv":
-        return False
-    if experiment == "cloud_cover":
-        return float(value) >= 100
-    return float(value) == float(config["train"][EXPERIMENT_TRAIN_OPTION[experiment]])
-
-
-def experiment_run_dir(aoi, experiment, value):
-    """results/{aoi} for a main run, else results/{aoi}/experiments/{experiment}/{value}."""
-    if is_main_run(experiment, value):
-        return f"results/{aoi}"
-    return f"results/{aoi}/experiments/{experiment}/{experiment_value(value)}"
-
-
-def experiment_runs(experiment):
-    """Every run of an experiment, in table order (AOI, model, value as configured)."""
-    values_key, models_key = EXPERIMENT_SETTINGS[experiment]
-    section = config["experiments"]
-    if experiment == "cv":
-        values = list(range(config["evaluation"]["folds"]))
-    else:
-        values = [None] if values_key is None else section[values_key]
-    runs = []
-    for aoi in AOIS:
-        for model in section[models_key]:
-            for value in values:
-                folder = experiment_run_dir(aoi, experiment, value)
-                runs.append({"aoi": aoi, "model": model, "value": value,
-                             "accuracy": f"{folder}/reports/{model}/accuracy.json",
-                             "card": f"{folder}/models/{model}/model_card.json"})
-                if experiment == "compare" and VOTING:  # the same map after object-based voting
-                    runs.append({"aoi": aoi, "model": f"{model}+voting", "value": value,
-                                 "accuracy": f"{folder}/reports/{model}/voted/accuracy.json",
-                                 "card": f"{folder}/models/{model}/model_card.json"})
-    return runs
+    """The train options of `model` (+ overrides) as JSON (pipeline.plan.train_options)."""
+    return json.dumps(model_train_options(config["train"], model, classes=config["classes"],
+                                          target=config["predict"]["target"], overrides=overrides))
 
 
 def experiment_inputs(wildcards):
     """The accuracy.json and model cards of every run of the experiment of this job."""
-    runs = experiment_runs(wildcards.experiment)
+    runs = experiment_runs(wildcards.experiment, config)
     return {"accuracy": [r["accuracy"] for r in runs], "cards": [r["card"] for r in runs]}
 
 
 def experiment_runs_json(wildcards):
     """The runs of the experiment of this job as JSON (pipeline.experiments --runs)."""
-    return json.dumps(experiment_runs(wildcards.experiment))
+    return json.dumps(experiment_runs(wildcards.experiment, config))
 
 
 def experiment_features(wildcards):
@@ -249,18 +214,12 @@ def experiment_features(wildcards):
 
 def experiment_train_json(wildcards):
     """The train options of an experiment run: the train section with the varied option."""
-    option = EXPERIMENT_TRAIN_OPTION.get(wildcards.experiment)
-    overrides = {}
-    if option == "time_steps":
-        overrides = {option: int(float(wildcards.value))}
-    elif option is not None:
-        overrides = {option: float(wildcards.value)}
-    return model_train_json(wildcards.model, overrides)
+    return model_train_json(wildcards.model, experiment_train_overrides(wildcards.experiment, wildcards.value))
 
 
 def experiment_fold_arg(wildcards):
     """`--fold K` for a cross-validation run (the train and evaluate stages), else nothing."""
-    return f"--fold {int(float(wildcards.value))}" if wildcards.experiment == "cv" else ""
+    return fold_argument(wildcards.experiment, wildcards.value)
 
 
 def cloud_subset_json(wildcards):
@@ -268,11 +227,6 @@ def cloud_subset_json(wildcards):
     return json.dumps({"max_cloud_cover": float(wildcards.value),
                        "source": config["experiments"]["cloud_cover_source"],
                        "min_dates": config["train"]["time_steps"] + 1})
-
-
-def experiment_tables(experiment):
-    """The table (CSV, JSON) and plot (PNG) of an experiment."""
-    return [f"results/experiments/{experiment}.{ext}" for ext in ("csv", "json", "png")]
 
 
 def experiments_report_tables(wildcards):
@@ -330,6 +284,11 @@ def layout_json(wildcards):
 def tile_json(wildcards):
     """This job's tile (id, core and window on the AOI grid) as JSON."""
     return json.dumps(TILE_LAYOUTS[wildcards.aoi].tile(wildcards.tile).to_dict())
+
+
+def tile_predict_args(wildcards, input):
+    """`--plan PLAN --tile ID` for the prediction of one tile (its input plan), else nothing."""
+    return f"--plan {input.plan} --tile {wildcards.tile}" if "plan" in input.keys() else ""
 
 
 def tile_cube_json():

@@ -1,5 +1,7 @@
 # Accuracy of a map against the reference labels of its date, on the test blocks of the AOI's test
-# design (labels.zarr): accuracy.json and report.html.
+# design (labels.zarr): accuracy.json and report.html. The one evaluate rule: the voted maps
+# (vote.smk) and the experiment runs (experiments.smk, with --fold for cv) reuse it with
+# `use rule evaluate_map as ... with:`.
 
 
 rule evaluate_map:
@@ -22,6 +24,7 @@ rule evaluate_map:
         options=section_json("evaluation"),
         model=subpath(input.card, parent=True),
         folder=subpath(output.accuracy, parent=True),
+        fold="",
     log:
         "logs/evaluate_map/{aoi}/{model}.log",
     threads: 1
@@ -33,4 +36,4 @@ rule evaluate_map:
         "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
         " --target {params.target:q}"
         " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
-        " --out {params.folder} > {log} 2>&1"
+        " --out {params.folder} {params.fold} > {log} 2>&1"

@@ -4,7 +4,8 @@
 # holds out fold K of the labels' test design), summarised as mean and standard deviation.
 # A run of an experiment is the usual train -> predict -> evaluate chain with one parameter taken
 # from the path, under results/{aoi}/experiments/{experiment}/{value}/; runs equal to the main
-# training reuse results/{aoi}/models|maps|reports (see common.smk). The cloud-cover runs train on
+# training reuse results/{aoi}/models|maps|reports (pipeline.plan.experiments). The predict and
+# evaluate rules of a run are predict_map and evaluate_map on the run's paths (`use rule`). The cloud-cover runs train on
 # a features store holding only the dates below the threshold (pipeline.cloud_subset), so the
 # stages themselves know nothing of experiments. Changing one value reruns only its branch and
 # the tables that list it.
@@ -43,6 +44,7 @@ rule train_experiment_model:
         options=experiment_train_json,
         folder=subpath(output.card, parent=True),
         fold=experiment_fold_arg,
+        base_model=base_model_arg,
     wildcard_constraints:
         experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
@@ -58,10 +60,11 @@ rule train_experiment_model:
         "../../envs/train.yaml"
     shell:
         "python -m pipeline.train --features {input.features} --labels {input.labels}"
-        " --out {params.folder} --options {params.options:q} --threads {threads} {params.fold} > {log} 2>&1"
+        " --out {params.folder} --options {params.options:q} --threads {threads} {params.fold}"
+        " {params.base_model} > {log} 2>&1"
 
 
-rule predict_experiment_map:
+use rule predict_map as predict_experiment_map with:
     input:
         features=experiment_features,
         card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
@@ -72,10 +75,6 @@ rule predict_experiment_map:
         valid_count="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/valid_count.tif",
         style="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.qml",
         item="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/item.json",
-    params:
-        options=predict_json(),
-        model=subpath(input.card, parent=True),
-        folder=subpath(output.classes, parent=True),
     wildcard_constraints:
         experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
@@ -83,19 +82,9 @@ rule predict_experiment_map:
         "logs/predict_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
     benchmark:
         "benchmarks/predict_experiment_map/{aoi}/{experiment}/{value}/{model}.tsv"
-    threads: 4
-    resources:
-        mem_mb=8000,
-        gpu=1,
-    conda:
-        "../../envs/train.yaml"
-    shell:
-        "python -m pipeline.predict --features {input.features} --model {params.model}"
-        " --out {params.folder} --name {wildcards.aoi} --options {params.options:q}"
-        " --threads {threads} > {log} 2>&1"
 
 
-rule evaluate_experiment_map:
+use rule evaluate_map as evaluate_experiment_map with:
     input:
         classes="results/{aoi}/experiments/{experiment}/{value}/maps/{model}/classes.tif",
         cube=time_grid_store,
@@ -105,27 +94,13 @@ rule evaluate_experiment_map:
         accuracy="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/accuracy.json",
         report="results/{aoi}/experiments/{experiment}/{value}/reports/{model}/report.html",
     params:
-        classes=section_json("classes"),
-        target=target_json(),
         options=experiment_evaluation_json(),
-        model=subpath(input.card, parent=True),
-        folder=subpath(output.accuracy, parent=True),
         fold=experiment_fold_arg,
     wildcard_constraints:
         experiment="label_fraction|time_length|cloud_cover|cv",
         value=r"[0-9]+(\.[0-9]+)?",
     log:
         "logs/evaluate_experiment_map/{aoi}/{experiment}/{value}/{model}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/report.yaml"
-    shell:
-        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
-        " --target {params.target:q}"
-        " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
-        " --out {params.folder} {params.fold} > {log} 2>&1"
 
 
 rule aggregate_experiment:
@@ -186,30 +161,30 @@ rule report_experiments:
 
 rule compare:
     input:
-        experiment_tables("compare"),
+        run_targets(experiment_tables("compare")),
 
 
 rule label_fraction:
     input:
-        experiment_tables("label_fraction"),
+        run_targets(experiment_tables("label_fraction")),
 
 
 rule time_length:
     input:
-        experiment_tables("time_length"),
+        run_targets(experiment_tables("time_length")),
 
 
 rule cloud_cover:
     input:
-        experiment_tables("cloud_cover"),
+        run_targets(experiment_tables("cloud_cover")),
 
 
 rule cv:
     input:
-        experiment_tables("cv"),
+        run_targets(experiment_tables("cv")),
 
 
 rule experiments:
     input:
-        [experiment_tables(e) for e in PAPER_EXPERIMENTS],
-        "results/experiments/report.html",
+        run_targets([*(path for e in PAPER_EXPERIMENTS for path in experiment_tables(e)),
+                     "results/experiments/report.html"]),

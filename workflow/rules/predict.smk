@@ -1,4 +1,6 @@
 # Full-scene, seam-free tiled prediction into COGs (classes, probabilities, confidence, counts).
+# The one predict rule: the experiment runs (experiments.smk) and the tiles (tiles.smk) reuse it
+# with `use rule predict_map as ... with:` (their paths; a tile adds --plan and --tile).
 
 
 rule predict_map:
@@ -16,6 +18,7 @@ rule predict_map:
         options=predict_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),
+        tile=tile_predict_args,
     log:
         "logs/predict_map/{aoi}/{model}.log",
     benchmark:
@@ -29,4 +32,4 @@ rule predict_map:
     shell:
         "python -m pipeline.predict --features {input.features} --model {params.model}"
         " --out {params.folder} --name {wildcards.aoi} --options {params.options:q}"
-        " --threads {threads} > {log} 2>&1"
+        " {params.tile} --threads {threads} > {log} 2>&1"

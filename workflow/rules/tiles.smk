@@ -106,7 +106,7 @@ rule mosaic_features:
         " --out {output.features} --threads {threads} > {log} 2>&1"
 
 
-rule predict_tile_map:
+use rule predict_map as predict_tile_map with:
     input:
         features="results/{aoi}/tiles/{tile}/features.zarr",
         card="results/{aoi}/models/{model}/model_card.json",
@@ -118,24 +118,10 @@ rule predict_tile_map:
         valid_count="results/{aoi}/tiles/{tile}/maps/{model}/valid_count.tif",
         style="results/{aoi}/tiles/{tile}/maps/{model}/classes.qml",
         item="results/{aoi}/tiles/{tile}/maps/{model}/item.json",
-    params:
-        options=predict_json(),
-        model=subpath(input.card, parent=True),
-        folder=subpath(output.classes, parent=True),
     log:
         "logs/predict_tile_map/{aoi}/{tile}/{model}.log",
     benchmark:
         "benchmarks/predict_tile_map/{aoi}/{tile}/{model}.tsv"
-    threads: 4
-    resources:
-        mem_mb=8000,
-        gpu=1,
-    conda:
-        "../../envs/train.yaml"
-    shell:
-        "python -m pipeline.predict --features {input.features} --model {params.model}"
-        " --out {params.folder} --name {wildcards.aoi} --options {params.options:q}"
-        " --plan {input.plan} --tile {wildcards.tile} --threads {threads} > {log} 2>&1"
 
 
 rule mosaic_map:

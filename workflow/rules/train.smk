@@ -1,5 +1,5 @@
-# Train one model ({model}_relearn_{strategy}: relearning on the first-stage model's card, an
-# extra input). The model card is written last and is the rule's output: the checkpoint in
+# Train one model ({model}_relearn_{strategy}: relearning on the first-stage model, whose card is
+# an extra input and whose folder is passed as --base-model). The model card is written last and is the rule's output: the checkpoint in
 # the same folder survives a failed or killed job, so the rerun resumes from it.
 # Resource nproc > 1 (a profile's set-resources, or --set-resources train_model:nproc=4)
 # trains with torch DDP in that many processes (torchrun, one GPU each on CUDA); the
@@ -16,6 +16,7 @@ rule train_model:
     params:
         options=train_json,
         folder=subpath(output.card, parent=True),
+        base_model=base_model_arg,
     log:
         "logs/train_model/{aoi}/{model}.log",
     benchmark:
@@ -32,4 +33,4 @@ rule train_model:
         " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.nproc}';"
         " else launch=python; fi;"
         " $launch -m pipeline.train --features {input.features} --labels {input.labels}"
-        " --out {params.folder} --options {params.options:q} --threads {threads} > {log} 2>&1"
+        " --out {params.folder} --options {params.options:q} --threads {threads} {params.base_model} > {log} 2>&1"

@@ -28,7 +28,7 @@ rule vote_map:
         " --options {params.options:q} > {log} 2>&1"
 
 
-rule evaluate_voted_map:
+use rule evaluate_map as evaluate_voted_map with:
     input:
         classes="results/{aoi}/maps/{model}/voted/classes.tif",
         cube=time_grid_store,
@@ -42,21 +42,5 @@ rule evaluate_voted_map:
             category="Accuracy",
             subcategory="{aoi} (voted)",
         ),
-    params:
-        classes=section_json("classes"),
-        target=target_json(),
-        options=section_json("evaluation"),
-        model=subpath(input.card, parent=True),
-        folder=subpath(output.accuracy, parent=True),
     log:
         "logs/evaluate_voted_map/{aoi}/{model}.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-    conda:
-        "../../envs/report.yaml"
-    shell:
-        "python -m pipeline.evaluate --map {input.classes} --cube {input.cube} --labels {input.labels}"
-        " --target {params.target:q}"
-        " --classes {params.classes:q} --options {params.options:q} --model {params.model}"
-        " --out {params.folder} > {log} 2>&1"
