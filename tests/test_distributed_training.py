@@ -19,9 +19,9 @@ from test_train_stage import FAST, make_dataset
 
 from pipeline.errors import ConfigError
 from pipeline.inference.loading import load_model, predict_window
+from pipeline.models.files import load_checkpoint
 from pipeline.raster.zarr_io import write_zarr_atomic
 from pipeline.train import main
-from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.distributed import (
     SINGLE,
     World,

@@ -1,9 +1,13 @@
 """One-way imports between the pipeline's layers, checked on the source with ``ast``.
 
 Training never imports prediction: no ``pipeline/training/*`` module imports the stage
-``pipeline.predict`` or the prediction module of the inference package; and no library module
-imports a stage module (the ``python -m pipeline.<stage>`` entry points that the Snakemake rules
-call): stages sit on top, shared code (models, device, class table) below both sides.
+``pipeline.predict`` or the prediction module of the inference package. Between training and
+inference data flows one way: training may use inference (a relearning model is trained on a
+first-stage model's predictions), no ``pipeline/inference/*`` module imports
+``pipeline.training``, and ``pipeline/models/*`` (the model folder format both read) imports
+neither. No library module imports a stage module (the ``python -m pipeline.<stage>`` entry
+points that the Snakemake rules call): stages sit on top, shared code (models, model files,
+device, class table) below both sides.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1] / "pipeline"
 RULES = ROOT.parent / "workflow" / "rules"
 #: What the train side must not import: map prediction.
 PREDICTION = ("pipeline.predict", "pipeline.inference.prediction")
+TRAINING = ("pipeline.training",)
+INFERENCE = ("pipeline.inference",)
 
 
 def stage_modules() -> tuple[str, ...]:
@@ -68,6 +74,18 @@ def test_the_stages_are_found() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "training").rglob("*.py")), ids=lambda p: p.name)
 def test_training_does_not_import_prediction(path: Path) -> None:
     assert hits(imported(path), PREDICTION) == [], f"{module_name(path)} imports map prediction"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "inference").rglob("*.py")), ids=lambda p: p.name)
+def test_inference_does_not_import_training(path: Path) -> None:
+    assert hits(imported(path), TRAINING) == [], (
+        f"{module_name(path)} imports training; move what both need (model files, baseline) to pipeline.models"
+    )
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "models").rglob("*.py")), ids=lambda p: p.name)
+def test_models_import_neither_training_nor_inference(path: Path) -> None:
+    assert hits(imported(path), TRAINING + INFERENCE) == [], f"{module_name(path)} imports a layer above models"
 
 
 def test_the_predict_stage_does_not_import_the_train_stage() -> None:

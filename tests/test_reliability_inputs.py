@@ -36,7 +36,7 @@ from pipeline import search as search_stage
 from pipeline.config import check_config, load_schema
 from pipeline.enrich import FeatureOptions, build_features
 from pipeline.errors import ConfigError, TrainingError
-from pipeline.training.checkpoint import load_checkpoint
+from pipeline.models.files import load_checkpoint
 from pipeline.training.trainer import train_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,8 +38,8 @@ import xarray as xr
 import yaml
 from test_workflow_demo import small_config
 
+from pipeline.models.files import load_checkpoint
 from pipeline.raster.zarr_io import store_problem
-from pipeline.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 RES = Path("results") / "mini"

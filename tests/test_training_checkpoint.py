@@ -15,10 +15,9 @@ from conftest import with_test_design
 
 from pipeline.errors import CheckpointError
 from pipeline.inference.loading import load_model
+from pipeline.models.files import content_digest, load_checkpoint
 from pipeline.training.checkpoint import (
     capture_rng_state,
-    content_digest,
-    load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )

@@ -7,7 +7,9 @@ one map date (probabilities, class ids, confidence) the stage :mod:`pipeline.pre
 for its training (:mod:`pipeline.training.relearning`) and its maps alike.
 
 Imports flow one way: the train side (:mod:`pipeline.training`) may use ``loading`` and
-``relearning`` but never ``prediction`` nor the stage :mod:`pipeline.predict`; shared pieces
-(:mod:`pipeline.models`, :mod:`pipeline.models.device`, :mod:`pipeline.reference.classes`) sit
-below both (``tests/test_import_layers.py``). This package imports nothing itself.
+``relearning`` but never ``prediction`` nor the stage :mod:`pipeline.predict`, and this package
+never imports :mod:`pipeline.training`; shared pieces (:mod:`pipeline.models`, the model folder
+format :mod:`pipeline.models.files` and :mod:`pipeline.models.baseline`,
+:mod:`pipeline.models.device`, :mod:`pipeline.reference.classes`) sit below both
+(``tests/test_import_layers.py``). This package imports nothing itself.
 """

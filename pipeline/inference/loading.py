@@ -16,15 +16,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from pipeline.errors import CheckpointError
+from pipeline.models.baseline import WindowPixelClassifier, load_baseline
 from pipeline.models.build import build_model
 from pipeline.models.device import autocast, inference_mode
-from pipeline.training.baselines import (
-    JOBLIB_NAME,
-    WindowPixelClassifier,
-    load_baseline,
-)
-from pipeline.training.checkpoint import load_checkpoint
-from pipeline.training.loop import MODEL_NAME
+from pipeline.models.files import JOBLIB_NAME, MODEL_NAME, load_checkpoint
 
 
 def load_model(model_dir: str | os.PathLike[str]) -> tuple[nn.Module | WindowPixelClassifier, dict[str, Any]]:

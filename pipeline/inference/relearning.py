@@ -30,12 +30,11 @@ import xarray as xr
 
 from pipeline.errors import CheckpointError, ConfigError, TrainingError
 from pipeline.inference.loading import load_model, predict_window
+from pipeline.models.files import JOBLIB_NAME, MODEL_NAME
 from pipeline.models.receptive import aligned_tile, tile_halo
 from pipeline.objects.options import SegmentOptions
 from pipeline.objects.segments import date_segments
 from pipeline.tiling.predict import predict_tiled
-from pipeline.training.baselines import JOBLIB_NAME
-from pipeline.training.loop import MODEL_NAME
 
 BASE_TILE = 256
 

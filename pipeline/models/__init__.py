@@ -8,8 +8,11 @@ the "semi_convlstm" and "convlstm" models; ``pixel_lstm``: the per-pixel LSTM ba
 every model name, its family, labels and the relearning names; ``receptive``: a trained model's
 receptive-field radius, tile alignment and halo; ``build``: the torch models by name
 (:func:`~pipeline.models.build.build_model`); ``device``: device choice, autocast and seeding
-shared by features, training and prediction. No training code lives here, and this package
-imports no submodule: import from the submodules.
+shared by features, training and prediction; ``files``: the trained-model folder (file names,
+reading a checkpoint); ``baseline``: the scikit-learn baselines' per-pixel window classifier and
+loading it. No training code (fitting, saving) lives here, this package imports neither
+:mod:`pipeline.training` nor :mod:`pipeline.inference`, and it imports no submodule: import from
+the submodules.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ The RF ``min_samples_split``/``min_samples_leaf`` lists are garbled in the paper
 used here cover its reported optima (2/15/10 and 1/10).
 
 Saved as ``model.joblib`` (a pickle: only load files this pipeline wrote) with ``model.json``
-holding its sha256, checked before unpickling.
+holding its sha256; the saved classifier (:class:`~pipeline.models.baseline.WindowPixelClassifier`)
+and loading it (:func:`~pipeline.models.baseline.load_baseline`) are :mod:`pipeline.models.baseline`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,16 +25,16 @@ from typing import Any
 
 import joblib
 import numpy as np
-import torch
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 from sklearn.svm import SVC
-from torch import Tensor
 
 from pipeline.atomic import atomic_path, write_text_atomic
-from pipeline.errors import CheckpointError, ConfigError, TrainingError
+from pipeline.errors import ConfigError, TrainingError
+from pipeline.models.baseline import WindowPixelClassifier, pixel_matrix
+from pipeline.models.files import JOBLIB_NAME, META_NAME
 from pipeline.training.metrics import f1_weighted, overall_accuracy
 from pipeline.training.options import TrainOptions
 
@@ -51,38 +51,6 @@ SVM_SPACE: dict[str, tuple[Any, ...]] = {
     "C": (0.01, 0.03, 0.1, 0.3, 1, 3, 5, 7, 10, 15, 30, 100, 300),
     "gamma": (0.1, 1, 2, 4, 10, "auto"),
 }
-JOBLIB_NAME = "model.joblib"
-META_NAME = "model.json"
-
-
-def pixel_matrix(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(N, t, C) features -> (N, t*C) float32 standardised, non-finite -> 0."""
-    z = (x.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32)
-    z[~np.isfinite(z)] = 0.0
-    return z.reshape(z.shape[0], -1)
-
-
-class WindowPixelClassifier:
-    """A fitted scikit-learn classifier applied pixel by pixel to feature windows."""
-
-    def __init__(self, estimator: Any, *, mean: np.ndarray, std: np.ndarray, time_steps: int, num_classes: int) -> None:
-        self.estimator = estimator
-        self.mean, self.std = mean, std
-        self.time_steps, self.num_classes = time_steps, num_classes
-
-    def predict_proba_pixels(self, x: np.ndarray) -> np.ndarray:
-        """(N, t, C) raw features -> (N, K) float32 probabilities (K = class table size)."""
-        p = self.estimator.predict_proba(pixel_matrix(x, self.mean, self.std))
-        out = np.zeros((x.shape[0], self.num_classes), dtype=np.float32)
-        out[:, self.estimator.classes_.astype(int)] = p
-        return out
-
-    def predict_proba_window(self, x: Tensor) -> Tensor:
-        """(B, t, C, H, W) features (NaN where missing) -> (B, K, H, W) float32 probabilities."""
-        b, t, c, h, w = x.shape
-        pix = x.detach().cpu().float().permute(0, 3, 4, 1, 2).reshape(-1, t, c).numpy()
-        p = self.predict_proba_pixels(pix)
-        return torch.from_numpy(p).reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
 def sample_windows(labels: np.ndarray, ends: np.ndarray, *, max_per_class: int | None, seed: int) -> np.ndarray:
@@ -169,16 +137,3 @@ def fit_baseline(
     write_text_atomic(out_dir / META_NAME, json.dumps(
         {"kind": "sklearn", **meta, "sha256": digest, "metrics": metrics, "options": options.to_dict()}, indent=2, default=str))
     return metrics
-
-
-def load_baseline(model_dir: str | os.PathLike[str]) -> tuple[WindowPixelClassifier, dict[str, Any]]:
-    """Load ``model.joblib`` after checking its sha256 against ``model.json``."""
-    d = Path(model_dir)
-    try:
-        meta = json.loads((d / META_NAME).read_text())
-        blob = (d / JOBLIB_NAME).read_bytes()
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"baseline model in {d} is missing or unreadable ({exc}); retrain it") from exc
-    if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"{d / JOBLIB_NAME} fails its sha256 check against {META_NAME}; retrain it")
-    return joblib.load(d / JOBLIB_NAME), meta

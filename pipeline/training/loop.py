@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from pipeline.atomic import write_text_atomic
 from pipeline.models.device import autocast, inference_mode
+from pipeline.models.files import CHECKPOINT_NAME, MODEL_NAME, load_checkpoint
 from pipeline.training.augment import perturb
 from pipeline.training.batches import Batch, WindowSource, epoch_order
 from pipeline.training.checkpoint import (
     capture_rng_state,
-    load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("epoch", "train_loss", "sup_loss", "cons_loss", "w", "labelled_share", "val_loss", "val_oa", "val_f1",
                   "lr", "seconds")
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
 METRICS_NAME = "metrics.csv"
 
 

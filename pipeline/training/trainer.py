@@ -33,6 +33,7 @@ from pipeline.models.device import (
     resolve_device,
     seed_everything,
 )
+from pipeline.models.files import JOBLIB_NAME, MODEL_NAME
 from pipeline.models.registry import SKLEARN_MODELS
 from pipeline.split.design import TRAIN, region_from_store
 from pipeline.split.validation import (
@@ -248,7 +249,7 @@ def train_model(
     if opts.model in SKLEARN_MODELS:
         if not world.is_main:
             log.info("%s is trained by rank 0 alone; rank %d has nothing to do", opts.model, world.rank)
-            return TrainResult(out, out / "model.joblib", 0, {}, 0, False, False, opts.digest())
+            return TrainResult(out, out / JOBLIB_NAME, 0, {}, 0, False, False, opts.digest())
         return _train_model(features, labels, out, opts, device=torch.device("cpu"), threads=threads, sources=sources,
                             on_epoch_end=on_epoch_end, base_model=base_model, world=SINGLE, fold=fold)
     pixel = opts.model == "pixel_lstm"
@@ -310,7 +311,7 @@ def _train_model(
         card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn,
                                   **design_facts}, sources, device)
         write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
-        return TrainResult(out, out / "model.joblib", 1, m, 1, False, True, opts.digest())
+        return TrainResult(out, out / JOBLIB_NAME, 1, m, 1, False, True, opts.digest())
 
     seed_everything(opts.seed)
     config = model_config_for(opts.model, in_channels=n_c, num_classes=k, options=opts)
@@ -333,5 +334,5 @@ def _train_model(
                                   "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn,
                                   **design_facts}, sources, device)
         write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))
-    return TrainResult(out, out / "model.pt", res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
+    return TrainResult(out, out / MODEL_NAME, res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
                        res.completed, opts.digest())
