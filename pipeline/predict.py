@@ -99,11 +99,11 @@ class PredictOptions:
         reject_unknown(options, set(cls.__dataclass_fields__), section="predict")
         opts = cls(**options)
         if opts.tile < 16:
-            raise ConfigError(f"predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
+            raise ConfigError(f"runtime.predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
         if opts.dates not in ("last", "all"):
             raise ConfigError(f"predict.dates {opts.dates!r} not allowed (allowed values: last, all)")
         if opts.voting not in ("none", "majority", "probability"):
-            raise ConfigError(f"predict.voting {opts.voting!r} not allowed (allowed values: none, majority, probability)")
+            raise ConfigError(f"voting.method {opts.voting!r} not allowed (allowed values: none, majority, probability)")
         opts.segments()  # checks segment_*
         opts.target_options()  # checks target and period
         return opts
