@@ -18,7 +18,8 @@ names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = no
 ``valid_count.tif`` (uint16 clear observations in the window, 65535 outside the AOI),
 ``classes.qml`` (QGIS style) and ``item.json`` (STAC Item, classification extension). Pixels
 without a single clear observation in the window are nodata. Object-based voting of the map
-(``voting``, ``segment_*`` keys of the section) is the separate stage :mod:`pipeline.vote`.
+(``voting``, ``segment_*`` options: config ``voting.method``, ``segmentation``) is the separate
+stage :mod:`pipeline.vote`.
 
 Relearning models (:mod:`pipeline.inference.relearning`) load their first-stage model from the
 sibling folder named in their record (checked against the weights they were trained with) and

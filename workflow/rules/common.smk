@@ -138,7 +138,7 @@ def target_json():
 
 
 def train_json(wildcards):
-    """The train section for the model of this job, with the class table."""
+    """The flat train options for the model of this job, with the class table."""
     return model_train_json(wildcards.model)
 
 
@@ -222,7 +222,7 @@ def experiment_features(wildcards):
 
 
 def experiment_train_json(wildcards):
-    """The train options of an experiment run: the train section with the varied option."""
+    """The train options of an experiment run: the flat train options with the varied option."""
     return model_train_json(wildcards.model, experiment_train_overrides(wildcards.experiment, wildcards.value))
 
 
@@ -302,7 +302,7 @@ def tile_predict_args(wildcards, input):
 
 
 def tile_cube_json():
-    """The cube section for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
+    """The flat cube options for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
     changing it does not reload the tiles."""
     return json.dumps({k: v for k, v in flat_section(config, "cube").items() if k != "min_valid_fraction"})
 
@@ -342,7 +342,7 @@ PERIOD_GRID = config["cube"]["period"] is not None
 
 
 def cube_load_json():
-    """The cube section without the time-grid keys (changing the grid does not reload the scenes)."""
+    """The flat cube options without the time-grid keys (changing the grid does not reload the scenes)."""
     return json.dumps({k: v for k, v in flat_section(config, "cube").items() if k not in GRID_KEYS})
 
 
