@@ -33,7 +33,7 @@ include: "workflow/rules/vote.smk"
 include: "workflow/rules/experiments.smk"
 
 
-if TILED:  # large AOIs as tiles (tiling.tile_size): per-tile rules and the AOI mosaics
+if TILED:  # large AOIs as tiles (runtime.tiling.tile_size): per-tile rules and the AOI mosaics
 
     include: "workflow/rules/tiles.smk"
 

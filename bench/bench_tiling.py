@@ -1,7 +1,7 @@
 """Benchmark of tiling: the demo workflow on the same AOI untiled and split into tiles.
 
 Runs ``snakemake --cores N maps`` twice in fresh working directories, on the repository's
-``config.yaml`` (the embedded demo) with ``tiling.tile_size: null`` and with ``--tile-size``
+``config.yaml`` (the embedded demo) with ``runtime.tiling.tile_size: null`` and with ``--tile-size``
 (2 x 2 tiles of the 256 px demo AOI by default), and prints the total wall time of each run
 and the time per stage summed over its jobs (Snakemake ``benchmark:`` files; the tile rules
 are grouped with the stage they belong to), with the AOI shape, the tiles and the machine.
@@ -65,8 +65,8 @@ def run(config: dict, cores: int) -> tuple[float, dict[str, float], dict[str, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tile-size", type=int, default=128, help="tiling.tile_size of the tiled run (px)")
-    parser.add_argument("--overlap", type=int, default=None, help="tiling.overlap (default: automatic)")
+    parser.add_argument("--tile-size", type=int, default=128, help="runtime.tiling.tile_size of the tiled run (px)")
+    parser.add_argument("--overlap", type=int, default=None, help="runtime.tiling.overlap (default: automatic)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs of both runs (default: the config's)")
     args = parser.parse_args()
@@ -77,7 +77,7 @@ def main() -> None:
     runs = {}
     for name, tiling in (("untiled", {"tile_size": None}), ("tiled", {"tile_size": args.tile_size,
                                                                       "overlap": args.overlap})):
-        runs[name] = run({**base, "tiling": tiling}, args.cores)
+        runs[name] = run({**base, "runtime": {**base.get("runtime", {}), "tiling": tiling}}, args.cores)
         print(f"{name}: {runs[name][0]:.1f} s", flush=True)
 
     aoi = next(iter(base["aois"]))

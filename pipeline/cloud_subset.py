@@ -95,14 +95,14 @@ def scene_cloud_cover(item_ids: Sequence[str], cover: Mapping[str, float | None]
         ids = [s for s in str(joined).split(",") if s]
         if not ids:
             raise FeatureError(f"date {i} of the features store lists no STAC item; rebuild the cube, "
-                               f"or use experiments.cloud_cover_source: aoi")
+                               f"or use experiments.max_cloud_cover.source: aoi")
         values = []
         for item_id in ids:
             if item_id not in cover:
                 raise StacError(f"item {item_id} of the features store is not in the frozen items; the cube was "
-                                f"built from other items - rerun build_cube, or use experiments.cloud_cover_source: aoi")
+                                f"built from other items - rerun build_cube, or use experiments.max_cloud_cover.source: aoi")
             if cover[item_id] is None:
-                raise StacError(f"item {item_id} has no eo:cloud_cover; use experiments.cloud_cover_source: aoi")
+                raise StacError(f"item {item_id} has no eo:cloud_cover; use experiments.max_cloud_cover.source: aoi")
             values.append(cover[item_id])
         out[i] = float(np.mean(values))
     return out
@@ -145,7 +145,7 @@ def subset_features(features: xr.Dataset, options: SubsetOptions, *,
             raise ConfigError("cloud_subset source 'scene' needs the frozen items (--items)")
         if "item_ids" not in features.coords:
             raise FeatureError("features store has no 'item_ids' coordinate; rebuild the cube and the features, "
-                               "or use experiments.cloud_cover_source: aoi")
+                               "or use experiments.max_cloud_cover.source: aoi")
         cover = scene_cloud_cover([str(s) for s in features["item_ids"].values.tolist()], item_cover)
     else:
         cover = aoi_cloud_cover(features["valid"].values)
@@ -154,7 +154,7 @@ def subset_features(features: xr.Dataset, options: SubsetOptions, *,
     if n < options.min_dates:
         raise FeatureError(
             f"cloud cover < {options.max_cloud_cover:g} % ({options.source}) keeps {n} of {keep.size} dates, the model "
-            f"needs {options.min_dates} (train.time_steps + 1); raise the threshold in experiments.cloud_covers or "
+            f"needs {options.min_dates} (train.time_steps + 1); raise the threshold in experiments.max_cloud_cover.values or "
             f"lower train.time_steps")
     out = features.isel(time=np.flatnonzero(keep))
     for name in list(out.variables):

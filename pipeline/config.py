@@ -21,6 +21,7 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from pipeline.errors import ConfigError
+from pipeline.plan.config_moves import moved_key_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -107,16 +108,17 @@ def _non_finite(value: Any, key: str = "") -> Iterator[str]:
 
 
 def _tiling_conflicts(config: Mapping[str, Any]) -> Iterator[str]:
-    """One line per setting that a tiled run (``tiling.tile_size``) cannot honour: steps that see
-    the whole map date at once (segmentation) would differ from tile to tile."""
-    if (config.get("tiling") or {}).get("tile_size") is None:
+    """One line per setting that a tiled run (``runtime.tiling.tile_size``) cannot honour: steps that
+    see the whole map date at once (segmentation) would differ from tile to tile."""
+    if ((config.get("runtime") or {}).get("tiling") or {}).get("tile_size") is None:
         return
     if (config.get("train") or {}).get("relearning") == "object":
         yield ("config key 'train.relearning': 'object' relearning segments whole dates, which a tiled run "
-               "(tiling.tile_size) cannot do per tile; use 'pixel' or set tiling.tile_size: null")
+               "(runtime.tiling.tile_size) cannot do per tile; use 'pixel' or set runtime.tiling.tile_size: null")
     if (config.get("cube") or {}).get("period") is not None:
         yield ("config key 'cube.period': regular time grids (composite.zarr) are not yet available with tiles "
-               "(tiling.tile_size); set cube.period: null (one step per acquisition) or tiling.tile_size: null")
+               "(runtime.tiling.tile_size); set cube.period: null (one step per acquisition) or "
+               "runtime.tiling.tile_size: null")
 
 
 def _period_problems(config: Mapping[str, Any]) -> Iterator[str]:
@@ -135,8 +137,12 @@ def _period_problems(config: Mapping[str, Any]) -> Iterator[str]:
 def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` listing every problem.
 
-    Returns the same (now complete) dict for convenience.
+    A key at its place of the former flat layout (:data:`pipeline.plan.config_moves.MOVED_KEYS`)
+    stops first, with its new place. Returns the same (now complete) dict for convenience.
     """
+    moved = list(moved_key_problems(config))
+    if moved:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(moved))
     schema = dict(schema) if schema is not None else load_schema()
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

@@ -18,7 +18,8 @@ names, MODE overviews), ``probabilities.tif`` (uint8 percent per class, 255 = no
 ``valid_count.tif`` (uint16 clear observations in the window, 65535 outside the AOI),
 ``classes.qml`` (QGIS style) and ``item.json`` (STAC Item, classification extension). Pixels
 without a single clear observation in the window are nodata. Object-based voting of the map
-(``voting``, ``segment_*`` keys of the section) is the separate stage :mod:`pipeline.vote`.
+(``voting``, ``segment_*`` options: config ``voting.method``, ``segmentation``) is the separate
+stage :mod:`pipeline.vote`.
 
 Relearning models (:mod:`pipeline.inference.relearning`) load their first-stage model from the
 sibling folder named in their record (checked against the weights they were trained with) and
@@ -99,11 +100,11 @@ class PredictOptions:
         reject_unknown(options, set(cls.__dataclass_fields__), section="predict")
         opts = cls(**options)
         if opts.tile < 16:
-            raise ConfigError(f"predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
+            raise ConfigError(f"runtime.predict.tile {opts.tile} is too small (allowed: 16 or more pixels)")
         if opts.dates not in ("last", "all"):
             raise ConfigError(f"predict.dates {opts.dates!r} not allowed (allowed values: last, all)")
         if opts.voting not in ("none", "majority", "probability"):
-            raise ConfigError(f"predict.voting {opts.voting!r} not allowed (allowed values: none, majority, probability)")
+            raise ConfigError(f"voting.method {opts.voting!r} not allowed (allowed values: none, majority, probability)")
         opts.segments()  # checks segment_*
         opts.target_options()  # checks target and period
         return opts

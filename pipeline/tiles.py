@@ -1,4 +1,4 @@
-"""Stage ``tiles``: the AOI-level steps of a tiled AOI (``tiling.tile_size``), one subcommand each.
+"""Stage ``tiles``: the AOI-level steps of a tiled AOI (``runtime.tiling.tile_size``), one subcommand each.
 
 ``python -m pipeline.tiles plan --cubes results/x/tiles/r0c0/cube.zarr ... --layout '<layout JSON>'
 --cube-options '<cube JSON>' --features '<features JSON>' --plan results/x/tiles/plan.json

@@ -12,9 +12,10 @@ PCA composite of ``features.zarr`` (:mod:`pipeline.objects.segments`; the store 
 map's grid), votes it (:mod:`pipeline.objects.voting`) and writes into ``--out``: ``classes.tif``
 (the voted classes, same colour table, class names and overviews as the map), ``classes.qml``
 and ``segments.gpkg`` (layer ``segments``: one polygon per segment with its class, mean
-probability and area). ``--options`` holds the voting keys of the ``predict`` config section
+probability and area). ``--options`` holds the voting keys of the predict options
 (:data:`pipeline.objects.options.VOTING_KEYS`: ``voting``: majority | probability,
-``segment_method``, ``segment_scale``, ``segment_size``). A separate stage, so changing the
+``segment_method``, ``segment_scale``, ``segment_size``; config ``voting.method`` and
+``segmentation``). A separate stage, so changing the
 voting reruns neither the prediction nor the training, and the voted map is evaluated like any
 other map. This module holds only the command line and the file I/O.
 """
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--map", required=True, type=Path, help="map folder (classes.tif, probabilities.tif, item.json)")
     parser.add_argument("--features", required=True, type=store_path, help="features.zarr the map was predicted from")
     parser.add_argument("--out", required=True, type=Path, help="folder of the voted map")
-    parser.add_argument("--options", default="{}", help="the voting keys of the predict section as JSON")
+    parser.add_argument("--options", default="{}", help="the voting keys of the predict options as JSON (config voting.method, segmentation.*)")
     args = parser.parse_args(argv)
 
     def work() -> None:

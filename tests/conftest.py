@@ -146,13 +146,17 @@ def with_test_design(labels, classes, **design):
 
 def paper_protocol(config: dict) -> dict:
     """``config`` with the overrides of the paper-protocol profile (per-date cube, per-date labels
-    with cloud and shadow classes, the map of the last date), merged section by section as
-    Snakemake merges config files: the plumbing tests run the per-date path, which the tiling and
+    with cloud and shadow classes, the map of the last date), merged key by key as Snakemake
+    merges config files: the plumbing tests run the per-date path, which the tiling and
     cloud-cover machinery need; the period path has its own workflow tests."""
     import yaml
 
     profile = REPO / "workflow" / "profiles" / "paper-protocol" / "paper-protocol.yaml"
-    out = dict(config)
-    for key, value in yaml.safe_load(profile.read_text()).items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
+
+    def merged(base: dict, over: dict) -> dict:  # key by key, into nested blocks (labels.scarcity)
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+        return out
+
+    return merged(config, yaml.safe_load(profile.read_text()))

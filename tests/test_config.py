@@ -11,6 +11,7 @@ import yaml
 
 from pipeline.config import check_config, load_config, load_schema, parse_options, reject_unknown
 from pipeline.errors import ConfigError
+from pipeline.plan.config_moves import MOVED_KEYS, STAGE_SECTIONS, dotted, flat_section, grouped_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,8 +64,8 @@ def test_objects_reject_unknown_keys() -> None:
 
 def test_default_config_is_valid_and_filled() -> None:
     config = load_config(REPO / "config.yaml")
-    assert config["catalog"]["retries"] == 5  # default filled in
-    assert config["cube"]["chunk"] == 512
+    assert config["runtime"]["catalog"]["retries"] == 5  # default filled in
+    assert config["runtime"]["cube"]["chunk"] == 512
     assert [c["name"] for c in config["classes"]][:4] == ["cultivated", "forest", "construction", "water"]
 
 
@@ -112,7 +113,7 @@ def test_snakemake_validation_uses_the_same_schema(tmp_path: Path) -> None:
     schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     good = base()
     validate(good, str(schema))
-    assert good["catalog"]["retries"] == 5
+    assert good["runtime"]["catalog"]["retries"] == 5
     bad = base()
     bad["catalog"]["max_clouds"] = 1
     with pytest.raises(Exception, match="max_clouds"):
@@ -132,9 +133,30 @@ def test_demo_schema_defaults_match_the_generator() -> None:
         assert props[name]["default"] == expected, name
 
 
+def schema_node(schema: dict, path: str) -> dict:
+    """The subschema of dotted config key ``path`` (``train.convlstm.hidden``)."""
+    node = schema
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node
+
+
+def flat_schema(schema: dict, section: str) -> dict[str, dict]:
+    """The subschemas of the flat options a stage section's dataclass holds, through
+    pipeline.plan.config_moves: the section's own keys (without the blocks holding moved keys)
+    and, under their old names, the keys that moved out of it."""
+    props = {k: v for k, v in schema["properties"][section]["properties"].items() if k not in grouped_keys(section)}
+    for old, new in MOVED_KEYS.items():
+        old_section, key = old.split(".", 1)
+        if old_section == section:
+            props[key] = schema_node(schema, new)
+    return props
+
+
 @pytest.mark.parametrize(
     ("section", "factory", "skip"),
     [
+        ("catalog", "pipeline.stac.search:CatalogOptions", set()),
         ("features", "pipeline.enrich.options:FeatureOptions", set()),
         ("labels", "pipeline.reference.options:LabelOptions", {"date_fraction", "date_removal"}),
         ("predict", "pipeline.predict:PredictOptions", set()),
@@ -144,13 +166,14 @@ def test_demo_schema_defaults_match_the_generator() -> None:
     ],
 )
 def test_schema_defaults_match_the_stage_options(section: str, factory: str, skip: set[str]) -> None:
-    """The schema (what Snakemake passes) and each stage's options dataclass agree on keys and defaults."""
+    """The schema (what Snakemake passes, through the moves of pipeline.plan.config_moves) and each
+    stage's options dataclass agree on keys and defaults."""
     import dataclasses
     import importlib
 
     module, name = factory.split(":")
     cls = getattr(importlib.import_module(module), name)
-    props = load_schema()["properties"][section]["properties"]
+    props = flat_schema(load_schema(), section)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     assert set(props) == set(fields), set(props) ^ set(fields)
     for key, f in fields.items():
@@ -164,7 +187,7 @@ def test_schema_defaults_match_the_stage_options(section: str, factory: str, ski
 
 def test_label_code_options_pass_the_schema_and_reach_the_stage() -> None:
     """labels.value_map with YAML integer keys or quoted keys validates, survives the JSON hand-over
-    to the stage (section_json: keys become strings) and arrives as {int code: class id}."""
+    to the stage (section_json, the flat section: keys become strings) and arrives as {int code: class id}."""
     import json
 
     from snakemake.utils import validate
@@ -177,7 +200,7 @@ def test_label_code_options_pass_the_schema_and_reach_the_stage() -> None:
         config["labels"].update(ignore_values=[0, 255], value_map=yaml.safe_load(text))
         check_config(config)
         validate(copy.deepcopy(config), str(schema))
-        opts = LabelOptions.from_json(json.dumps(config["labels"]))
+        opts = LabelOptions.from_json(json.dumps(flat_section(config, "labels")))
         assert opts.value_map == {11: 1, 1200: 2, 9120: 0} and opts.ignore_values == (0, 255)
     filled = check_config(base())
     assert filled["labels"]["value_map"] == {} and filled["labels"]["ignore_values"] == []
@@ -192,3 +215,47 @@ def test_label_code_options_pass_the_schema_and_reach_the_stage() -> None:
             check_config(config)
         for part in expected:
             assert part in str(err.value), (part, str(err.value))
+
+
+@pytest.mark.parametrize("old", sorted(MOVED_KEYS))
+def test_a_moved_key_names_its_new_place(old: str) -> None:
+    """Every key of the former flat layout stops the config check with its new place (no silent
+    rename), before the schema would call it unknown; its new place is a schema key with the
+    default the old one had."""
+    new = MOVED_KEYS[old]
+    schema = load_schema()
+    assert "default" in schema_node(schema, new), new
+    section, key = old.split(".", 1)
+    assert key not in schema["properties"].get(section, {}).get("properties", {}), old
+    config = base()
+    config.setdefault(section, {})[key] = dotted(check_config(base()), new)
+    with pytest.raises(ConfigError) as err:
+        check_config(config)
+    assert f"config key {old} moved to {new}; edit config.yaml (and any --configfile)" in str(err.value)
+    assert "unknown config key" not in str(err.value)
+
+
+def test_a_moved_section_names_its_new_place() -> None:
+    empty = base()
+    empty["tiling"] = {}
+    with pytest.raises(ConfigError, match=r"config section tiling moved to runtime\.tiling"):
+        check_config(empty)
+
+
+def test_flat_sections_of_the_demo_config() -> None:
+    """The grouped config gives every stage its flat section: the moved keys under their old names."""
+    config = check_config(base())
+    train = flat_section(config, "train")
+    assert train["hidden"] == config["train"]["convlstm"]["hidden"] == 16
+    assert train["lstm_hidden"] == 256 and train["pixel_batch_size"] == 1024 and train["unet_width"] == 16
+    assert train["label_fraction"] == 1.0 and train["label_removal"] == "chronological"
+    assert train["segment_method"] == "felzenszwalb" and train["device"] == "auto"
+    assert set(train["search_space"]) == {"n_estimators", "max_features", "C", "gamma"}
+    assert not set(train) & {"convlstm", "pixel_lstm", "unet", "baselines"}
+    labels = flat_section(config, "labels")
+    assert labels["pixel_fraction"] == 0.05 and labels["points_per_class"] is None and "scarcity" not in labels
+    predict = flat_section(config, "predict")
+    assert predict["tile"] == 128 and predict["voting"] == "majority" and predict["segment_size"] == 30
+    assert flat_section(config, "catalog")["retries"] == 5 and flat_section(config, "cube")["chunk"] == 512
+    assert {flat_section(config, "features")[k] for k in ("chunk", "device")} == {512, "auto"}
+    assert set(STAGE_SECTIONS) == {old.split(".")[0] for old in MOVED_KEYS} - {"tiling", "experiments"}

@@ -214,14 +214,14 @@ def test_claim_loses_less_with_few_labels() -> None:
     w4 = rampup_weight(3, w_max=10.0, rampup_epochs=5)  # epoch 4 trained with the 0-based epoch 3
     assert f"stopped improving at epoch 4, when the ramped consistency weight was {w4:.2g} of w_max=10" in text
     assert "plus 1 times as many windows without a label" in text
-    assert "train.consistency_scaling: labelled_share" in text  # an unscaled run is pointed at the scaling
+    assert "train.convlstm.consistency_scaling: labelled_share" in text  # an unscaled run is pointed at the scaling
     card["options"]["consistency_scaling"] = "labelled_share"  # a scaled run: the effective weight is named
     card["metrics"]["labelled_share"] = 0.025
     rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
                                         experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
     text = " ".join(loses_less_with_few_labels(rows)[0].diagnosis)
     assert f"of w_max=10 (times the labelled share 0.025 of the epoch's pixels: {w4 * 0.025:.2g})" in text
-    assert "train.consistency_scaling: labelled_share" not in text
+    assert "train.convlstm.consistency_scaling: labelled_share" not in text
     card.update(best_epoch=9, epochs_run=12)  # best long after the ramp: no such note
     rows[-1] = experiment_tables.run_row(experiment_tables.EXPERIMENTS["label_fraction"],
                                         experiment_tables.Run("demo", "semi_convlstm", 0.1, "x"), accuracy_doc(0.9, 0.9, 0.9), card)
@@ -325,11 +325,13 @@ def tiny_config() -> dict:
     config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
     config["aois"] = {"mini": {"bbox": [112.92, 28.12, 112.94, 28.14], "start": "2021-01-01", "end": "2021-12-31",
                                "crs": "EPSG:32649"}}
-    config["train"].update(time_steps=4, label_fraction=1.0, search_space={"max_features": ["log2"], "C": [1.0]})
-    config["experiments"] = {"models": ["rf", "semi_convlstm"], "label_fractions": [1.0, 0.5],
-                             "label_fraction_models": ["convlstm", "semi_convlstm"], "time_lengths": [2, 4],
-                             "time_length_models": ["semi_convlstm"], "cloud_covers": [10, 100],
-                             "cloud_cover_models": ["semi_convlstm"]}
+    config["train"]["time_steps"] = 4
+    config["labels"]["scarcity"]["date_fraction"] = 1.0
+    config["train"]["baselines"]["search_space"] = {"max_features": ["log2"], "C": [1.0]}
+    config["experiments"] = {"models": ["rf", "semi_convlstm"],
+                             "label_fraction": {"values": [1.0, 0.5], "models": ["convlstm", "semi_convlstm"]},
+                             "time_steps": {"values": [2, 4], "models": ["semi_convlstm"]},
+                             "max_cloud_cover": {"values": [10, 100], "models": ["semi_convlstm"]}}
     return config
 
 
@@ -398,7 +400,7 @@ def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     fake_outputs(tmp_path, everything, "experiments")
     assert "Nothing to be done" in snakemake(tmp_path, "experiments", "-n")
     config = tiny_config()
-    config["experiments"]["label_fractions"] = [1.0, 0.25]
+    config["experiments"]["label_fraction"]["values"] = [1.0, 0.25]
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
     out = snakemake(tmp_path, "experiments", "-n", "--configfile", str(changed))

@@ -105,9 +105,12 @@ def _pattern_alternatives(pattern: str) -> tuple[list[str], list[str]]:
     return m.group(1).split("|"), m.group(2).split("|")
 
 
-@pytest.mark.parametrize("key", ["models", "label_fraction_models", "cloud_cover_models"])
+@pytest.mark.parametrize("key", ["models", "label_fraction.models", "max_cloud_cover.models"])
 def test_schema_experiment_patterns_are_the_registry(key: str) -> None:
-    pattern = schema_models()["experiments"]["properties"][key]["items"]["pattern"]
+    node = schema_models()["experiments"]
+    for part in key.split("."):
+        node = node["properties"][part]
+    pattern = node["items"]["pattern"]
     models, strategies = _pattern_alternatives(pattern)
     assert models == list(MODEL_NAMES) and strategies == list(RELEARN_STRATEGIES)
     for name in (*MODEL_NAMES, *RELEARNED):
@@ -117,7 +120,7 @@ def test_schema_experiment_patterns_are_the_registry(key: str) -> None:
 
 
 def test_schema_time_length_models_are_the_registry() -> None:
-    enum = schema_models()["experiments"]["properties"]["time_length_models"]["items"]["enum"]
+    enum = schema_models()["experiments"]["properties"]["time_steps"]["properties"]["models"]["items"]["enum"]
     assert enum == list(TIME_LENGTH_MODELS)
 
 

@@ -24,13 +24,14 @@ TRAIN = {"label_fraction": 1.0, "time_steps": 6}
 def config(voting: str = "none") -> dict:
     return {
         "aois": {"b": {}, "a": {}},
-        "train": TRAIN,
-        "predict": {"voting": voting},
+        "train": {"time_steps": TRAIN["time_steps"]},
+        "labels": {"scarcity": {"date_fraction": TRAIN["label_fraction"]}},
+        "voting": {"method": voting},
         "evaluation": {"folds": 2},
-        "experiments": {"models": ["rf", "unet"], "label_fractions": [1.0, 0.1],
-                        "label_fraction_models": ["convlstm"], "time_lengths": [3, 6],
-                        "time_length_models": ["semi_convlstm"], "cloud_covers": [10, 100],
-                        "cloud_cover_models": ["semi_convlstm"]},
+        "experiments": {"models": ["rf", "unet"],
+                        "label_fraction": {"values": [1.0, 0.1], "models": ["convlstm"]},
+                        "time_steps": {"values": [3, 6], "models": ["semi_convlstm"]},
+                        "max_cloud_cover": {"values": [10, 100], "models": ["semi_convlstm"]}},
     }
 
 

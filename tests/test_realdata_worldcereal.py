@@ -28,8 +28,8 @@ GRID = Affine(10.0, 0.0, 501360.0, 0.0, -10.0, 5629680.0)
 AOI = "wcbe"
 MAP_STEP = "2018-11-24"  # the last 16-day step from the AOI start (2017-08-01) inside the period 2018
 # a training budget for 2 CPU cores; everything else is the project's defaults (the schema's)
-SMALL_TRAIN = {"time_steps": 6, "hidden": 8, "patch": 32, "stride": 16, "epochs": 2, "max_windows_per_epoch": 6,
-               "rampup_epochs": 1}
+SMALL_TRAIN = {"time_steps": 6, "patch": 32, "stride": 16, "epochs": 2, "max_windows_per_epoch": 6,
+               "convlstm": {"hidden": 8, "rampup_epochs": 1}}
 
 
 @pytest.fixture(scope="module")

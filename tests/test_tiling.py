@@ -170,15 +170,15 @@ def test_tiling_config_is_checked() -> None:
     from pipeline.config import check_config
 
     base = paper_protocol(yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text()))
-    assert check_config(copy.deepcopy(base))["tiling"] == {"tile_size": None, "overlap": None}  # untiled default
+    assert check_config(copy.deepcopy(base))["runtime"]["tiling"] == {"tile_size": None, "overlap": None}  # untiled default
     config = copy.deepcopy(base)
-    config["tiling"] = {"tile_size": 100}
+    config["runtime"]["tiling"] = {"tile_size": 100}
     with pytest.raises(ConfigError, match="tiling.tile_size': 100 is not a multiple of 16"):
         check_config(config)
     config = copy.deepcopy(base)
-    config["tiling"] = {"tile_size": 128}
-    config["predict"]["voting"] = "majority"  # voting runs on the mosaic map: fine when tiled
-    assert check_config(copy.deepcopy(config))["predict"]["voting"] == "majority"
+    config["runtime"]["tiling"] = {"tile_size": 128}
+    config["voting"] = {"method": "majority"}  # voting runs on the mosaic map: fine when tiled
+    assert check_config(copy.deepcopy(config))["voting"]["method"] == "majority"
     config["train"]["relearning"] = "object"
     with pytest.raises(ConfigError, match="'object' relearning segments whole dates"):
         check_config(config)

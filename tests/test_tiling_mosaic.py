@@ -114,6 +114,6 @@ def test_too_small_overlap_is_refused(untiled, tmp_path: Path) -> None:
     _, model_dir, _, features = untiled
     plan, _ = make_plan(tmp_path, features, tile_size=20, overlap=8)
     store = write_zarr_atomic(tile_features(features, plan, "r1c1"), tmp_path / "features.zarr")
-    with pytest.raises(ConfigError, match="raise tiling.overlap to 12"):
+    with pytest.raises(ConfigError, match="raise runtime.tiling.overlap to 12"):
         run_predict(store, model_dir, tmp_path / "maps", PredictOptions(device="cpu"), name="aoi", plan=plan,
                     tile="r1c1")

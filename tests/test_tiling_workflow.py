@@ -1,4 +1,4 @@
-"""The tiny demo workflow tiled end to end (tiling.tile_size): tile rules as wildcards, one mosaic
+"""The tiny demo workflow tiled end to end (runtime.tiling.tile_size): tile rules as wildcards, one mosaic
 map per AOI at the untiled paths, equal to what the untiled stages make on the same AOI."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from test_workflow_demo import small_config, snakemake
 
 def tiled_config() -> dict:
     config = small_config()  # a 61 x 61 px AOI: 2 x 2 tiles of 32 px
-    config["tiling"] = {"tile_size": 32, "overlap": None}
+    config["runtime"]["tiling"] = {"tile_size": 32, "overlap": None}
     return config
 
 
@@ -64,13 +64,16 @@ def test_tiled_outputs_equal_the_untiled_stages(tiled_run: Path, tmp_path: Path)
     from pipeline.config import check_config
     from pipeline.enrich import FeatureOptions
     from pipeline.features import run_features
+    from pipeline.plan.config_moves import flat_section
     from pipeline.predict import PredictOptions, run_predict
 
     config = check_config(yaml.safe_load((tiled_run / "config.yaml").read_text()))
     aoi = tiled_run / "results" / "mini"
     assert cube_stage.main(["--items", str(aoi / "items.json"), "--name", "mini",
-                            "--aoi", json.dumps(config["aois"]["mini"]), "--options", json.dumps(config["cube"]),
-                            "--sensor", json.dumps(config["sensor"]), "--catalog", json.dumps(config["catalog"]),
+                            "--aoi", json.dumps(config["aois"]["mini"]),
+                            "--options", json.dumps(flat_section(config, "cube")),
+                            "--sensor", json.dumps(config["sensor"]),
+                            "--catalog", json.dumps(flat_section(config, "catalog")),
                             "--out", str(tmp_path / "cube.zarr")]) == 0
     cube, grid = xr.open_zarr(tmp_path / "cube.zarr"), xr.open_zarr(aoi / "tiles" / "grid.zarr")
     np.testing.assert_array_equal(grid["valid"].values, cube["valid"].values)
@@ -78,7 +81,7 @@ def test_tiled_outputs_equal_the_untiled_stages(tiled_run: Path, tmp_path: Path)
     assert list(grid.attrs["transform"]) == list(cube.attrs["transform"])
 
     run_features(tmp_path / "cube.zarr", tmp_path / "features.zarr",
-                 options=FeatureOptions.from_mapping(config["features"]))
+                 options=FeatureOptions.from_mapping(flat_section(config, "features")))
     ref, got = xr.open_zarr(tmp_path / "features.zarr"), xr.open_zarr(aoi / "features.zarr")
     assert ref.sizes == got.sizes
     np.testing.assert_array_equal(got["features"].values, ref["features"].values)
@@ -86,7 +89,7 @@ def test_tiled_outputs_equal_the_untiled_stages(tiled_run: Path, tmp_path: Path)
 
     model = aoi / "models" / "semi_convlstm"
     out = run_predict(tmp_path / "features.zarr", model, tmp_path / "maps",
-                      PredictOptions.from_options(config["predict"]), name="mini")
+                      PredictOptions.from_options(flat_section(config, "predict")), name="mini")
     for name in ("classes.tif", "probabilities.tif", "confidence.tif", "valid_count.tif"):
         with rasterio.open(out / name) as a, rasterio.open(aoi / "maps" / "semi_convlstm" / name) as b:
             x, y = a.read().astype(int), b.read().astype(int)

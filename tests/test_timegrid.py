@@ -265,10 +265,10 @@ def test_workflow_with_a_period_reads_the_composite(tmp_path: Path) -> None:
 def test_period_conflicts_in_the_config() -> None:
     config = tiny_config()
     config["cube"]["period"] = "16D"
-    config["tiling"] = {"tile_size": 32}
+    config.setdefault("runtime", {})["tiling"] = {"tile_size": 32}
     with pytest.raises(ConfigError, match="not yet available with tiles"):
         check_config(config)
-    config["tiling"] = {"tile_size": None}
+    config["runtime"]["tiling"] = {"tile_size": None}
     config["cube"]["period"] = "a fortnight"
     with pytest.raises(ConfigError, match=r"cube\.period 'a fortnight' is not a pandas offset alias.*\"16D\""):
         check_config(config)

@@ -20,8 +20,8 @@ def small_config() -> dict:
     config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
     config["demo"].update(size=72, n_dates=10, overcast_dates=1, start="2021-01-01", end="2021-12-31")
     lon, lat = config["demo"]["center"]
-    config["train"].update(time_steps=4, hidden=8, patch=16, stride=8, epochs=2, max_windows_per_epoch=6,
-                           rampup_epochs=1)
+    config["train"].update(time_steps=4, patch=16, stride=8, epochs=2, max_windows_per_epoch=6)
+    config["train"]["convlstm"].update(hidden=8, rampup_epochs=1)
     config["evaluation"].update(min_per_stratum=5, target_se=0.05)
     config["aois"] = {"mini": {"bbox": [lon - 0.009, lat - 0.008, lon + 0.009, lat + 0.008],
                                "start": "2021-01-01", "end": "2021-12-31", "crs": "EPSG:32649"}}
@@ -87,7 +87,7 @@ def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
         1 - accuracy["quantity_disagreement"] - accuracy["allocation_disagreement"])
     assert (report / "report.html").read_text().count("data:image/png;base64") >= 3
     assert (report / "sample.gpkg").is_file()
-    # predict.voting (demo: majority): the voted map, a COG with the same colour table whose every
+    # voting.method (demo: majority): the voted map, a COG with the same colour table whose every
     # class already occurs in the map, evaluated against the same reference as the map
     with rasterio.open(maps / "voted" / "classes.tif") as src:
         assert src.colormap(1)[1][:3] == (0xE6, 0xC3, 0x4A) and list(src.transform) == list(
@@ -129,7 +129,7 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
 
     # the voting is a stage of its own: changing it neither repredicts nor retrains
     config = yaml.safe_load((demo_run / "config.yaml").read_text())
-    config["predict"]["voting"] = "probability"
+    config["voting"]["method"] = "probability"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
     out = proc.stdout + proc.stderr

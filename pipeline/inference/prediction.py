@@ -92,15 +92,15 @@ def check_tile(tile: Tile, shape: tuple[int, int], meta: dict[str, Any], base_me
     record = meta.get("relearning")
     if record and record.get("strategy") == "object":
         raise ConfigError("object relearning segments the whole map date, which tiles cannot do alone; "
-                          "use pixel relearning, or tiling.tile_size: null")
+                          "use pixel relearning, or runtime.tiling.tile_size: null")
     metas = [meta] + ([base_meta] if base_meta else [])
     need = FEATURE_HALO + sum(tile_halo(m) for m in metas)
     if min(tile.margins(shape), default=need) < need:
         raise ConfigError(f"tile {tile.id} has {min(tile.margins(shape))} px of overlap, the model needs {need} "
-                          f"(feature halo {FEATURE_HALO} + receptive-field halo); raise tiling.overlap to {need} or "
+                          f"(feature halo {FEATURE_HALO} + receptive-field halo); raise runtime.tiling.overlap to {need} or "
                           f"set it to null (automatic)")
     align = max(tile_alignment(m) for m in metas)
     if tile.window.y0 % align or tile.window.x0 % align:
         raise ConfigError(f"tile {tile.id} window starts at row {tile.window.y0}, col {tile.window.x0}; model "
-                          f"{meta['model']} needs multiples of {align}: make tiling.tile_size and tiling.overlap "
+                          f"{meta['model']} needs multiples of {align}: make runtime.tiling.tile_size and runtime.tiling.overlap "
                           f"multiples of {align}")

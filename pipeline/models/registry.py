@@ -47,7 +47,7 @@ class ModelSpec:
     built and applied (:data:`Family`). label: display name in figures and report tables;
     short_label: the name in the sentences of the paper's claims. semi_supervised: trained with
     the consistency loss on unlabelled pixels. time_length: accepted by the ``time_length``
-    experiment (``experiments.time_length_models``).
+    experiment (``experiments.time_steps.models``).
     """
 
     name: str

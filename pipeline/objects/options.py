@@ -1,5 +1,5 @@
 """Settings of the image objects: the segmentation (:class:`SegmentOptions`), the vote method
-and the voting keys of the ``predict`` config section (:data:`VOTING_KEYS`, parsed by
+and the voting keys of the predict options (:data:`VOTING_KEYS`: config ``voting.method`` and ``segmentation.*``, parsed by
 :func:`voting_options`). No image library is imported here, so the workflow and the config
 checks can use it cheaply.
 """
@@ -13,7 +13,7 @@ from pipeline.errors import ConfigError
 
 VoteMethod = Literal["majority", "probability"]
 
-# The keys of the predict section that the vote stage reads (the predict stage ignores them,
+# The keys of the predict options (config voting.method, segmentation.*) that the vote stage reads (the predict stage ignores them,
 # so changing them reruns only the voting).
 VOTING_KEYS = ("voting", "segment_method", "segment_scale", "segment_size")
 
@@ -38,13 +38,13 @@ class SegmentOptions:
 
 
 def voting_options(options: dict[str, Any]) -> tuple[VoteMethod, SegmentOptions]:
-    """The vote method and segmentation from the voting keys of the ``predict`` section."""
+    """The vote method and segmentation from the voting keys of the predict options."""
     unknown = sorted(set(options) - set(VOTING_KEYS))
     if unknown:
         raise ConfigError(f"vote options {unknown} unknown; allowed: {list(VOTING_KEYS)}")
     method = options.get("voting", "majority")
     if method not in ("majority", "probability"):
-        raise ConfigError(f"predict.voting {method!r}: the vote stage needs 'majority' or 'probability' "
+        raise ConfigError(f"voting.method {method!r}: the vote stage needs 'majority' or 'probability' "
                           f"('none' means no voted map: do not request one)")
     segments = SegmentOptions(method=options.get("segment_method", "felzenszwalb"),
                               scale=float(options.get("segment_scale", 100.0)), size=int(options.get("segment_size", 30)))

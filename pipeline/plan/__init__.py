@@ -5,5 +5,7 @@ the :mod:`pipeline` stdlib-only modules only, so that the Snakefile's environmen
 (``envs/workflow.yaml``) imports them at parse time; ``workflow/rules/common.smk`` wraps them
 in thin input and params functions. :mod:`pipeline.plan.experiments`: the runs of the paper's
 experiments and their folders; :mod:`pipeline.plan.train_options`: the train section a model's
-job gets (:mod:`pipeline.plan.search_space`: which random-search keys go to which baseline).
+job gets (:mod:`pipeline.plan.search_space`: which random-search keys go to which baseline);
+:mod:`pipeline.plan.config_moves`: where the keys of the former flat config went (an old key is
+an error naming its new place) and the flat section each stage's ``--options`` gets.
 """

@@ -1,8 +1,9 @@
 """The runs of the paper's experiments and their folders (stdlib only).
 
 A run of an experiment is the usual train -> predict -> evaluate chain with one parameter taken
-from its path. A run that equals the main training (the label fraction and time steps of the
-``train`` section, cloud cover 100 = every date, every run of ``compare``) reuses
+from its path. A run that equals the main training (its label fraction
+``labels.scarcity.date_fraction`` and ``train.time_steps``, cloud cover 100 = every date, every
+run of ``compare``) reuses
 ``results/{aoi}/models|maps|reports``; the others live under
 ``results/{aoi}/experiments/{experiment}/{value}/``. ``cv`` (spatial k-fold cross-validation)
 has the folds ``0 .. evaluation.folds - 1`` as values and never reuses the main run.
@@ -14,13 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.plan.config_moves import MOVED_KEYS, dotted
 
-# experiment -> (key of experiments.* holding the values, key of experiments.* holding the models)
+# experiment -> (dotted key of experiments.* holding the values, of experiments.* holding the models);
+# the experiment lists are named after the option they vary (labels.scarcity.date_fraction is the
+# train option label_fraction)
 EXPERIMENT_SETTINGS: dict[str, tuple[str | None, str]] = {
     "compare": (None, "models"),
-    "label_fraction": ("label_fractions", "label_fraction_models"),
-    "time_length": ("time_lengths", "time_length_models"),
-    "cloud_cover": ("cloud_covers", "cloud_cover_models"),
+    "label_fraction": ("label_fraction.values", "label_fraction.models"),
+    "time_length": ("time_steps.values", "time_steps.models"),
+    "cloud_cover": ("max_cloud_cover.values", "max_cloud_cover.models"),
     "cv": ("folds", "models"),  # the values are the folds 0..evaluation.folds-1
 }
 PAPER_EXPERIMENTS = ("compare", "label_fraction", "time_length", "cloud_cover")  # the `experiments` target
@@ -41,7 +45,8 @@ def experiment_value(value: float | str) -> str:
 
 
 def is_main_run(experiment: str, value: float | str | None, train: Mapping[str, Any]) -> bool:
-    """True when the run equals the main training of the ``train`` section (its outputs are reused)."""
+    """True when the run equals the main training of the flat train options ``train``
+    (:func:`pipeline.plan.config_moves.flat_section`; its outputs are reused)."""
     if experiment == "compare":
         return True
     if experiment == "cv":
@@ -58,23 +63,31 @@ def experiment_run_dir(aoi: str, experiment: str, value: float | str | None, tra
     return f"results/{aoi}/experiments/{experiment}/{experiment_value(value)}"
 
 
+def main_train_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The train options the experiments vary (``label_fraction``, ``time_steps``) as the main
+    training of ``config`` sets them (``labels.scarcity.date_fraction``, ``train.time_steps``)."""
+    return {option: dotted(config, MOVED_KEYS.get(f"train.{option}", f"train.{option}"))
+            for option in EXPERIMENT_TRAIN_OPTION.values()}
+
+
 def experiment_runs(experiment: str, config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every run of ``experiment`` in table order (AOI sorted, model and value as configured):
     ``aoi``, ``model``, ``value`` and the paths of its ``accuracy`` (accuracy.json) and ``card``
-    (model_card.json). With ``predict.voting`` set, every ``compare`` run is followed by the same
+    (model_card.json). With ``voting.method`` set, every ``compare`` run is followed by the same
     map after object-based voting (model ``{model}+voting``, the voted accuracy)."""
     values_key, models_key = EXPERIMENT_SETTINGS[experiment]
     section = config["experiments"]
     if experiment == "cv":
         values: list[Any] = list(range(config["evaluation"]["folds"]))
     else:
-        values = [None] if values_key is None else list(section[values_key])
-    voting = config["predict"]["voting"] != "none"
+        values = [None] if values_key is None else list(dotted(section, values_key))
+    voting = config["voting"]["method"] != "none"
+    train = main_train_options(config)
     runs = []
     for aoi in sorted(config["aois"]):
-        for model in section[models_key]:
+        for model in dotted(section, models_key):
             for value in values:
-                folder = experiment_run_dir(aoi, experiment, value, config["train"])
+                folder = experiment_run_dir(aoi, experiment, value, train)
                 runs.append({"aoi": aoi, "model": model, "value": value,
                              "accuracy": f"{folder}/reports/{model}/accuracy.json",
                              "card": f"{folder}/models/{model}/model_card.json"})

@@ -1,4 +1,4 @@
-"""Which keys of ``train.search_space`` go to which baseline (stdlib only).
+"""Which keys of ``train.baselines.search_space`` go to which baseline (stdlib only).
 
 One config section serves both baselines: RF gets the RF keys, SVM the SVM keys, a key of
 neither goes to both (so that the train stage names it as unknown), the other models none.
@@ -17,7 +17,7 @@ SEARCH_SPACE_KEYS: dict[str, frozenset[str]] = {
 
 
 def model_search_space(space: Mapping[str, Any] | None, model: str) -> dict[str, Any] | None:
-    """The part of ``space`` (``train.search_space``: parameter -> candidate values) for the train
+    """The part of ``space`` (``train.baselines.search_space``: parameter -> candidate values) for the train
     model ``model`` (``rf``, ``svm``, ...): its own keys and the keys of no baseline; None when
     nothing is left (every non-baseline model)."""
     if model not in SEARCH_SPACE_KEYS:

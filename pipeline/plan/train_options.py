@@ -1,4 +1,8 @@
-"""The train options one model's job gets: the ``train`` section narrowed to that model (stdlib only).
+"""The train options one model's job gets: the flat train options narrowed to that model (stdlib only).
+
+The flat train options are the ``train`` section with the keys that moved out of it (model
+families, label scarcity, segmentation, device) under their stage names
+(:func:`pipeline.plan.config_moves.flat_section`).
 
 Settings that a model does not use are left out, so that changing them does not rerun it
 (Snakemake reruns a job whose params changed).
@@ -19,7 +23,7 @@ SEMI_SUPERVISED_KEYS = ("consistency_weight", "consistency_scaling", "unlabelled
 def model_train_options(train: Mapping[str, Any], model: str, *, classes: Sequence[Mapping[str, Any]],
                         target: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The options of ``python -m pipeline.train --options`` for path model name ``model``
-    (``{model}_relearn_{strategy}`` included): the ``train`` section with ``overrides``, ``model``
+    (``{model}_relearn_{strategy}`` included): the flat train options ``train`` with ``overrides``, ``model``
     and ``relearning`` from the name, the class table ``classes``; ``holdout_last_date`` off for
     a period map (``target`` = predict.target ``period``: the test is spatial); the relearning
     keys only for relearning models, the semi-supervised keys only for ``semi_convlstm``, the

@@ -124,8 +124,8 @@ def loses_less_with_few_labels(rows: Sequence[Mapping[str, Any]], *, model: str 
         if not low or len(common) < 2:
             out.append(Claim("robust_to_few_labels", aoi, "not evaluated", statement,
                              f"needs runs of {_name(model)} and {_name(supervised)} at 100 % and at <= {fraction * 100:g} % "
-                             f"of the labels (common fractions: {common}); add them to experiments.label_fractions "
-                             f"and experiments.label_fraction_models"))
+                             f"of the labels (common fractions: {common}); add them to experiments.label_fraction.values "
+                             f"and experiments.label_fraction.models"))
             continue
         hi, lo = common[-1], low[0]
         ours = runs[(model, hi)][metric], runs[(model, lo)][metric]
@@ -199,9 +199,9 @@ def consistency_note(row: Mapping[str, Any]) -> str | None:
     scaled = t.get("consistency_scaling") == "labelled_share" and isinstance(share, int | float)
     weight = (f"{w_best:.2g} of w_max={float(w_max):g} (times the labelled share {share:.3g} of the epoch's pixels: "
               f"{w_best * share:.2g})" if scaled else f"{w_best:.2g} of w_max={float(w_max):g}")
-    lever = ("a smaller train.consistency_weight or a longer rampup_epochs is the lever, not the data" if scaled else
-             "train.consistency_scaling: labelled_share (the Pi-model's w_max * M/N), a smaller "
-             "train.consistency_weight or a longer rampup_epochs is the lever, not the data")
+    lever = ("a smaller train.convlstm.consistency_weight or a longer rampup_epochs is the lever, not the data" if scaled else
+             "train.convlstm.consistency_scaling: labelled_share (the Pi-model's w_max * M/N), a smaller "
+             "train.convlstm.consistency_weight or a longer rampup_epochs is the lever, not the data")
     return (f"{_name(row['model'])}: the validation loss stopped improving at epoch {best}, when the ramped "
             f"consistency weight was {weight}, and did not improve in the {run - best} epoch(s) after it: once the "
             f"consistency term weighs as much as the focal loss of the few labelled pixels, it holds the supervised fit "

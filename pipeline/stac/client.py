@@ -44,7 +44,7 @@ def open_client(url: str, *, retries: int = 5, backoff: float = 0.5, timeout: fl
     except Exception as exc:  # noqa: BLE001 - requests/pystac errors of every kind mean "unreachable"
         raise StacError(
             f"cannot open the STAC API at {url} after {retries} retries ({type(exc).__name__}: {exc}); "
-            f"check catalog.url and the network, or raise catalog.retries / catalog.timeout"
+            f"check catalog.url and the network, or raise runtime.catalog.retries / runtime.catalog.timeout"
         ) from exc
 
 

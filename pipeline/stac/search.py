@@ -106,7 +106,7 @@ def search_items(aoi: Aoi, opts: CatalogOptions, *, url: str | None = None) -> p
     except Exception as exc:  # noqa: BLE001 - APIError, requests errors, retries exhausted
         raise StacError(
             f"search of {api} for AOI '{aoi.name}' failed after {opts.retries} retries "
-            f"({type(exc).__name__}: {exc}); check the API status or raise catalog.retries"
+            f"({type(exc).__name__}: {exc}); check the API status or raise runtime.catalog.retries"
         ) from exc
     kept: dict[str, pystac.Item] = {}
     dropped: list[str] = []

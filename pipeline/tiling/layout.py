@@ -6,7 +6,7 @@ depends only on the AOI geometry, CRS, resolution and anchor, never on the items
 layout is known when the workflow is parsed (tiles are Snakemake wildcards; no checkpoint).
 
 Tile ``r{i}c{j}`` owns the core rows ``[i s, min((i + 1) s, H))`` and columns
-``[j s, min((j + 1) s, W))`` of the (H, W) AOI grid (``s`` = ``tiling.tile_size``): the cores
+``[j s, min((j + 1) s, W))`` of the (H, W) AOI grid (``s`` = ``runtime.tiling.tile_size``): the cores
 cover the grid exactly once. Its window is the core grown by ``overlap`` pixels on every side,
 clipped at the AOI edge (a :class:`pipeline.tiling.windows.Tile`). Cores and windows are
 windows *of the AOI grid* (same CRS, same pixel size, transform translated by whole pixels),
@@ -92,7 +92,7 @@ def tile_layout(shape: tuple[int, int], *, tile_size: int, overlap: int) -> Tile
     if h < 1 or w < 1:
         raise ConfigError(f"the AOI grid {h} x {w} px is empty; check the AOI bbox and cube.resolution")
     if tile_size < 1 or overlap < 0:
-        raise ConfigError(f"tiling.tile_size {tile_size} must be >= 1 and tiling.overlap {overlap} >= 0")
+        raise ConfigError(f"runtime.tiling.tile_size {tile_size} must be >= 1 and runtime.tiling.overlap {overlap} >= 0")
     tiles = tile_windows((h, w), int(tile_size), int(overlap))
     return TileLayout((h, w), int(tile_size), int(overlap), tuple(tiles))
 
@@ -115,7 +115,7 @@ def model_halo(model: str, train: dict[str, Any]) -> int:
 
 
 def auto_overlap(model: str, train: dict[str, Any]) -> int:
-    """``tiling.overlap: null``: :data:`FEATURE_HALO` + :func:`model_halo`, rounded up to
+    """``runtime.tiling.overlap: null``: :data:`FEATURE_HALO` + :func:`model_halo`, rounded up to
     :data:`ALIGN` pixels."""
     need = FEATURE_HALO + model_halo(model, train)
     return int(math.ceil(need / ALIGN) * ALIGN)

@@ -6,7 +6,7 @@ Windows are half-open pixel ranges ``[y0, y1) x [x0, x1)`` of the (y, x) grid. A
 its ``window``: the core grown by a halo (overlap) on every side, clipped to the grid. The same
 tiles serve tiled prediction inside one image (:mod:`pipeline.tiling.predict`, halo = the
 model's receptive-field radius) and the tiles of a large AOI (:mod:`pipeline.tiling.layout`,
-halo = ``tiling.overlap``). This module needs numpy only (the workflow reads it when parsed).
+halo = ``runtime.tiling.overlap``). This module needs numpy only (the workflow reads it when parsed).
 """
 
 from __future__ import annotations

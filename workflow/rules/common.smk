@@ -1,6 +1,7 @@
 # Helpers shared by the stage files: config validation and thin wrappers turning the config into
 # the values passed to the stages. The planning itself (experiment runs, their folders, the train
-# options of a model) is pipeline.plan, tested on its own. Reading the workflow changes nothing on
+# options of a model, the flat stage sections of the grouped config: pipeline.plan.config_moves) is
+# pipeline.plan, tested on its own. Reading the workflow changes nothing on
 # disk (`-n`, `--lint`, `--list` included): see set_aside_before_run.
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from snakemake.utils import validate
 from pipeline.config import check_config, command_line_aois
 from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.options import VOTING_KEYS
+from pipeline.plan.config_moves import STAGE_SECTIONS, flat_section
 from pipeline.plan.experiments import (
     PAPER_EXPERIMENTS,
     check_aoi_names,
@@ -23,7 +25,8 @@ from pipeline.plan.train_options import model_train_options
 from pipeline.stac.catalog_url import is_local_catalog
 
 
-# Clear messages naming the key and the allowed values (and the defaults filled in), then
+# Clear messages naming the key and the allowed values (and the defaults filled in; a key of the
+# former flat layout names its new place), then
 # Snakemake's own validation against the same schema. Its default filler is off: it cannot
 # handle a nullable section set to null (sensor.qa: null), and check_config filled them already.
 # `--configfile my.yaml` is merged into config.yaml key by key: right for settings, wrong for
@@ -46,13 +49,18 @@ def resolve_time_steps():
 
     if config["cube"]["period"] is None or config["predict"]["target"] != "period":
         return DEFAULT_TIME_STEPS
-    target = TargetOptions.from_mapping(config["predict"])
+    target = TargetOptions.from_mapping(flat_section(config, "predict"))
     return max(window_steps(aoi.start, aoi.end, config["cube"]["period"], target)
                for aoi in (aoi_from_config(name, config["aois"][name]) for name in AOIS))
 
 
 if config["train"]["time_steps"] is None:
     config["train"]["time_steps"] = resolve_time_steps()
+
+# The stages read flat sections (one options dataclass each): runtime keys, the segmentation and
+# voting blocks, the model families and the label scarcity go back to their stage's section.
+TRAIN = flat_section(config, "train")
+PREDICT = flat_section(config, "predict")
 
 
 # A Zarr store half-deleted by a killed run (Snakemake removes a job's old outputs with a
@@ -88,8 +96,9 @@ def run_targets(targets):
 
 
 def section_json(name):
-    """A config section as one JSON argument (also what Snakemake compares to rerun on change)."""
-    return json.dumps(config[name])
+    """A config section as one JSON argument (also what Snakemake compares to rerun on change):
+    for a stage section its flat options (pipeline.plan.config_moves.flat_section)."""
+    return json.dumps(flat_section(config, name) if name in STAGE_SECTIONS else config[name])
 
 
 def aoi_json(wildcards):
@@ -117,7 +126,7 @@ def design_json():
     from pipeline.split.design import auto_buffer
 
     ev = config["evaluation"]
-    field = auto_buffer(configured_model(), config["train"]) if ev["buffer"] is None else 0
+    field = auto_buffer(configured_model(), TRAIN) if ev["buffer"] is None else 0
     return json.dumps({"design": ev["design"], "block_size": ev["block_size"], "test_share": ev["test_share"],
                        "buffer": ev["buffer"], "receptive_field": field, "folds": ev["folds"], "seed": ev["seed"],
                        "patch": config["train"]["patch"]})
@@ -129,7 +138,7 @@ def target_json():
 
 
 def train_json(wildcards):
-    """The train section for the model of this job, with the class table."""
+    """The flat train options for the model of this job, with the class table."""
     return model_train_json(wildcards.model)
 
 
@@ -147,7 +156,7 @@ def relearning_input(wildcards):
     base = config["train"]["relearning_base"] or model
     folder = f"results/{wildcards.aoi}"
     if hasattr(wildcards, "experiment"):
-        folder = experiment_run_dir(wildcards.aoi, wildcards.experiment, wildcards.value, config["train"])
+        folder = experiment_run_dir(wildcards.aoi, wildcards.experiment, wildcards.value, TRAIN)
     return {"base": f"{folder}/models/{base}/model_card.json"}
 
 
@@ -157,24 +166,24 @@ def base_model_arg(wildcards, input):
     return f"--base-model {Path(input.base).parent}" if "base" in input.keys() else ""
 
 
-# Object-based voting (predict.voting) is its own stage on the finished map (workflow/rules/vote.smk):
+# Object-based voting (voting.method) is its own stage on the finished map (workflow/rules/vote.smk):
 # the voted map lives in maps/{model}/voted/ and is evaluated in reports/{model}/voted/.
-VOTING = config["predict"]["voting"] != "none"
+VOTING = config["voting"]["method"] != "none"
 
 
 def predict_json():
-    """The predict section without the voting keys (changing the voting does not repredict)."""
-    return json.dumps({k: v for k, v in config["predict"].items() if k not in VOTING_KEYS})
+    """The predict options without the voting keys (changing the voting does not repredict)."""
+    return json.dumps({k: v for k, v in PREDICT.items() if k not in VOTING_KEYS})
 
 
 def voting_json():
-    """The voting keys of the predict section (pipeline.vote --options)."""
-    return json.dumps({k: config["predict"][k] for k in VOTING_KEYS})
+    """The voting keys of the predict options (voting.method, segmentation.*: pipeline.vote --options)."""
+    return json.dumps({k: PREDICT[k] for k in VOTING_KEYS})
 
 
 def maps_targets():
     """What `maps` builds: every AOI's map and accuracy report for the configured model, and
-    with predict.voting the voted map and its accuracy report."""
+    with voting.method set the voted map and its accuracy report."""
     model = configured_model()
     patterns = ["results/{aoi}/maps/{model}/classes.tif", "results/{aoi}/reports/{model}/accuracy.json"]
     if VOTING:
@@ -190,7 +199,7 @@ check_aoi_names(config["aois"])
 
 def model_train_json(model, overrides=None):
     """The train options of `model` (+ overrides) as JSON (pipeline.plan.train_options)."""
-    return json.dumps(model_train_options(config["train"], model, classes=config["classes"],
+    return json.dumps(model_train_options(TRAIN, model, classes=config["classes"],
                                           target=config["predict"]["target"], overrides=overrides))
 
 
@@ -213,7 +222,7 @@ def experiment_features(wildcards):
 
 
 def experiment_train_json(wildcards):
-    """The train options of an experiment run: the train section with the varied option."""
+    """The train options of an experiment run: the flat train options with the varied option."""
     return model_train_json(wildcards.model, experiment_train_overrides(wildcards.experiment, wildcards.value))
 
 
@@ -225,7 +234,7 @@ def experiment_fold_arg(wildcards):
 def cloud_subset_json(wildcards):
     """Options of the cloud-cover subset of this job (threshold from the path)."""
     return json.dumps({"max_cloud_cover": float(wildcards.value),
-                       "source": config["experiments"]["cloud_cover_source"],
+                       "source": config["experiments"]["max_cloud_cover"]["source"],
                        "min_dates": config["train"]["time_steps"] + 1})
 
 
@@ -246,11 +255,12 @@ def experiment_evaluation_json():
     return json.dumps({**config["evaluation"], "sample_reference": "none"})
 
 
-# ---- tiling (workflow/rules/tiles.smk, included when tiling.tile_size is set) ---------------
+# ---- tiling (workflow/rules/tiles.smk, included when runtime.tiling.tile_size is set) -------
 # The AOI grid is the cube stage's grid (pipeline.raster.load.aoi_geobox): it follows from the
 # AOI geometry, CRS, resolution and anchor alone, never from the items, so the tiles are known
 # now, at parse time, and are plain wildcards (no checkpoint). Tile ids r{row}c{col}.
-TILED = config["tiling"]["tile_size"] is not None
+TILING = config["runtime"]["tiling"]
+TILED = TILING["tile_size"] is not None
 
 
 def aoi_tile_layout(aoi):
@@ -261,10 +271,10 @@ def aoi_tile_layout(aoi):
 
     grid = aoi_geobox(aoi_from_config(aoi, config["aois"][aoi]), config["cube"]["resolution"],
                       anchor=config["cube"]["anchor"])
-    overlap = config["tiling"]["overlap"]
+    overlap = TILING["overlap"]
     if overlap is None:
-        overlap = auto_overlap(configured_model(), config["train"])
-    return tile_layout(tuple(grid.shape), tile_size=config["tiling"]["tile_size"], overlap=overlap)
+        overlap = auto_overlap(configured_model(), TRAIN)
+    return tile_layout(tuple(grid.shape), tile_size=TILING["tile_size"], overlap=overlap)
 
 
 TILE_LAYOUTS = {aoi: aoi_tile_layout(aoi) for aoi in AOIS} if TILED else {}
@@ -292,9 +302,9 @@ def tile_predict_args(wildcards, input):
 
 
 def tile_cube_json():
-    """The cube section for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
+    """The flat cube options for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
     changing it does not reload the tiles."""
-    return json.dumps({k: v for k, v in config["cube"].items() if k != "min_valid_fraction"})
+    return json.dumps({k: v for k, v in flat_section(config, "cube").items() if k != "min_valid_fraction"})
 
 
 def tile_paths(wildcards, name):
@@ -326,14 +336,14 @@ def tile_map_folders(wildcards):
 # ---- regular time grid (workflow/rules/composite.smk) ---------------------------------------
 # With cube.period set, the cube is composited on a regular grid (results/{aoi}/composite.zarr)
 # and every stage after the cube reads that store instead: its dates are the grid's steps.
-# check_config rejects cube.period together with tiling.tile_size (not yet available).
+# check_config rejects cube.period together with runtime.tiling.tile_size (not yet available).
 GRID_KEYS = ("period", "composite", "fill")
 PERIOD_GRID = config["cube"]["period"] is not None
 
 
 def cube_load_json():
-    """The cube section without the time-grid keys (changing the grid does not reload the scenes)."""
-    return json.dumps({k: v for k, v in config["cube"].items() if k not in GRID_KEYS})
+    """The flat cube options without the time-grid keys (changing the grid does not reload the scenes)."""
+    return json.dumps({k: v for k, v in flat_section(config, "cube").items() if k not in GRID_KEYS})
 
 
 def grid_json():

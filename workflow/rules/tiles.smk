@@ -1,4 +1,4 @@
-# Large AOIs as tiles (tiling.tile_size; included by the Snakefile only then): cube, features
+# Large AOIs as tiles (runtime.tiling.tile_size; included by the Snakefile only then): cube, features
 # and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid, pipeline.tiling.layout);
 # the dates kept and the PCA per AOI (plan_tiles), training on the AOI mosaic of the tile
 # features, and one mosaic map per AOI and model at the untiled paths

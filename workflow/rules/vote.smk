@@ -1,4 +1,4 @@
-# Object-based voting of a finished map (predict.voting: majority | probability) and its accuracy.
+# Object-based voting of a finished map (voting.method: majority | probability) and its accuracy.
 # A stage of its own: changing the voting reruns neither the prediction nor the training.
 
 
