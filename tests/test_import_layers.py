@@ -103,3 +103,30 @@ def test_library_modules_do_not_import_stages() -> None:
         if found:
             bad[name] = found
     assert bad == {}, "library modules import stage modules; move the shared code below the stages"
+
+
+def private_imports(source: str) -> list[str]:
+    """``from pipeline.x import _name`` and ``pipeline.x._name`` attribute uses in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            chain, value = [node.attr], node.value
+            while isinstance(value, ast.Attribute):
+                chain.append(value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id == "pipeline":
+                found.append(".".join(["pipeline", *reversed(chain)]))
+    return found
+
+
+def test_private_import_detector_finds_both_forms() -> None:
+    source = "import pipeline.cli\nfrom pipeline.cli import _secret, public\nx = pipeline.cli._hidden\ny = self._own\n"
+    assert private_imports(source) == ["pipeline.cli._secret", "pipeline.cli._hidden"]
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    bad = {module_name(p): found for p in sorted(ROOT.rglob("*.py"))
+           if (found := private_imports(p.read_text(encoding="utf-8")))}
+    assert bad == {}, "make the name public (no leading underscore) or move it where it is used"
