@@ -227,17 +227,33 @@ def test_options_validation() -> None:
 
 
 def test_schema_train_section_matches_options() -> None:
-    """Every train key of the schema is a TrainOptions field with the same default; the model enum
-    lists exactly the model names."""
+    """Every train key of the schema (the per-family blocks and the keys moved to other sections
+    through pipeline.plan.config_moves) is a TrainOptions field with the same default; the model
+    enum lists exactly the model names."""
+    from pipeline.plan.config_moves import MOVED_KEYS, grouped_keys
+
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     props = schema["properties"]["train"]["properties"]
     fields = {f.name: f.default for f in TrainOptions.__dataclass_fields__.values()}
-    for key in ("unet_depth", "unet_width", "unet_lstm_skips", "relearning", "relearning_base", "segment_method",
-                "segment_scale", "segment_size"):
-        assert key in props, key
+
+    def schema_default(path: str) -> object:
+        node = schema
+        for part in path.split("."):
+            node = node["properties"][part]
+        return node["default"]
+
+    for key in ("unet_depth", "unet_width", "unet_lstm_skips", "segment_method", "segment_scale", "segment_size"):
+        assert f"train.{key}" in MOVED_KEYS, key
+        assert schema_default(MOVED_KEYS[f"train.{key}"]) == fields[key], key
+    assert "relearning" in props and "relearning_base" in props
     for key, sub in props.items():
+        if key in grouped_keys("train"):
+            continue
         assert key in fields, f"schema train.{key} is no TrainOptions field"
         assert sub["default"] == fields[key], key
+    for old, new in MOVED_KEYS.items():
+        if old.startswith("train."):
+            assert schema_default(new) == fields[old.split(".", 1)[1]], old
     from typing import get_args
 
     from pipeline.training.options import ModelName

@@ -168,8 +168,16 @@ def test_option_defaults_are_cpu_settings_and_the_paper_gpu_profile_the_paper() 
     o = parse_train_options({"classes": CLASSES})
     assert (o.model, o.time_steps, o.hidden, o.lstm_hidden, o.kernel, o.patch, o.stride, o.lr, o.pixel_batch_size,
             o.epochs, o.max_windows_per_epoch) == ("semi_convlstm", 12, 16, 256, 3, 64, 32, 1e-3, 1024, 20, 64)
-    profile = Path(__file__).resolve().parents[1] / "workflow" / "profiles" / "paper-gpu" / "paper.yaml"
-    paper = parse_train_options({"classes": CLASSES, **yaml.safe_load(profile.read_text())["train"]})
+    from pipeline.config import check_config
+    from pipeline.plan.config_moves import flat_section
+
+    def merged(base: dict, extra: dict) -> dict:  # nested blocks key by key, as Snakemake merges configfiles
+        return {**base, **{k: merged(base.get(k) or {}, v) if isinstance(v, dict) else v for k, v in extra.items()}}
+
+    repo = Path(__file__).resolve().parents[1]
+    profile = yaml.safe_load((repo / "workflow" / "profiles" / "paper-gpu" / "paper.yaml").read_text())
+    config = check_config(merged(yaml.safe_load((repo / "config.yaml").read_text()), profile))
+    paper = parse_train_options({**flat_section(config, "train"), "classes": CLASSES})
     assert (paper.time_steps, paper.hidden, paper.patch, paper.stride, paper.lr, paper.max_windows_per_epoch) == (
         20, 128, 128, 64, 1e-3, None)  # section 4.1 of the paper
     assert o.w_max > 0 and parse_train_options({"classes": CLASSES, "model": "convlstm"}).w_max == 0.0
