@@ -175,7 +175,7 @@ def sample_valid_pixels(
     r_blocks, o_blocks = reflectance.to_delayed(), ok.to_delayed()
     where = [(it, iy, ix) for it in range(len(ok.chunks[0]))
              for iy in range(len(ok.chunks[1])) for ix in range(len(ok.chunks[2]))]
-    kw = dict(shape=(h, w), seed=seed)
+    kw = {"shape": (h, w), "seed": seed}
     parts = dask.compute(*[
         dask.delayed(_candidate_block)(r_blocks[it, 0, iy, ix], o_blocks[it, iy, ix], t0=starts[0][it],
                                        y0=starts[1][iy], x0=starts[2][ix], n_blocks=n_blocks, n=n, **kw)

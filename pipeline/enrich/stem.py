@@ -42,6 +42,8 @@ PCA image (0 where invalid, see :mod:`pipeline.enrich.pca`).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -132,9 +134,12 @@ def stem_window(
         return _upsample_gather(conv, rows, cols, out)
     part = torch.empty((conv.shape[0], conv.shape[1], x1 - x0), dtype=conv.dtype, device=conv.device)
     for dst, s0, s1, lam in col_runs:  # columns first: fewer rows (the order fixes the rounding)
-        part[:, :, dst] = torch.lerp(conv[:, :, s0], conv[:, :, s1], lam)
+        torch.lerp(conv[:, :, s0], conv[:, :, s1], lam, out=part[:, :, dst])
     for dst, s0, s1, lam in row_runs:
-        out[:, dst] = torch.lerp(part[:, s0], part[:, s1], lam)
+        if out.dtype == part.dtype:
+            torch.lerp(part[:, s0], part[:, s1], lam, out=out[:, dst])
+        else:  # float32 result rounded once to the stored dtype, as the gathers do
+            out[:, dst] = torch.lerp(part[:, s0], part[:, s1], lam)
     return out
 
 
@@ -175,7 +180,7 @@ def _runs(
         bounds = np.concatenate([[0], np.flatnonzero(brk) + 1, [idx.size]])
         if len(bounds) - 1 + len(runs) > _MAX_RUNS:
             return None
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             i, n = int(idx[a]), int(b - a)
             runs.append((slice(i, i + 2 * n - 1, 2), slice(int(k0[i]), int(k0[i]) + n),
                          slice(int(k1[i]), int(k1[i]) + n), float(lam[i])))
