@@ -31,8 +31,10 @@ import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
+from _machine import (
+    machine,  # bench/_machine.py (the script's own folder is on sys.path)
+)
 
-from _machine import machine  # bench/_machine.py (the script's own folder is on sys.path)
 from pipeline.enrich import gabor_filter_bank, stem_dense
 from pipeline.models.device import resolve_device
 from pipeline.raster.zarr_io import write_zarr_atomic
