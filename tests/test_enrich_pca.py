@@ -169,3 +169,35 @@ def test_options_parsing_and_errors() -> None:
         FeatureOptions.from_json("{stem: resnet18}")
     with pytest.raises(ConfigError, match="JSON object"):
         FeatureOptions.from_json("[1, 2]")
+
+
+def _two_pass_sample(refl: np.ndarray, valid: np.ndarray, *, n: int, seed: int, per_date: bool):  # type: ignore[no-untyped-def]
+    """The sample as drawn before the single pass, on the whole arrays in numpy: count the valid
+    pixels, then keep those whose splitmix key is below p (module docstring), by position."""
+    n_t, _, h, w = refl.shape
+    n_valid = valid.sum(axis=(1, 2)).astype(np.int64)
+    prob = np.minimum(1.0, n / np.maximum(n_valid, 1)) if per_date else np.full(n_t, min(1.0, n / max(int(n_valid.sum()), 1)))
+    t, yy, xx = np.nonzero(valid)
+    linear = (t.astype(np.uint64) * np.uint64(h) + yy.astype(np.uint64)) * np.uint64(w) + xx.astype(np.uint64)
+    keep = splitmix_keys(linear, seed) < prob[t]
+    return t[keep].astype(np.int64), refl[t[keep], :, yy[keep], xx[keep]].astype(np.float64), n_valid
+
+
+@pytest.mark.parametrize("per_date", [False, True])
+def test_single_pass_sample_equals_count_then_sample(per_date: bool) -> None:
+    """Same sample (positions, values, order) as counting first, also where some blocks hold far
+    more valid pixels than the rest (they are read again) and with odd chunks / dates without
+    valid pixels."""
+    refl, valid = _data(t=3, h=60, w=50)
+    skewed = valid.copy()
+    skewed[0, :, 10:] = False  # date 0: valid only in the first columns -> blocks there re-read
+    skewed[2] = False  # a date without valid pixels
+    for mask in (valid, skewed):
+        for n in (40, 700, 5000):
+            ref = _two_pass_sample(refl, mask, n=n, seed=5, per_date=per_date)
+            for chunk in (60, 16, 11):
+                r = da.from_array(refl, chunks=(1, -1, chunk, chunk))
+                ok = da.from_array(mask, chunks=(1, chunk, chunk))
+                got = sample_valid_pixels(r, ok, n=n, seed=5, per_date=per_date)
+                for a, b in zip(got, ref):
+                    np.testing.assert_array_equal(a, b)

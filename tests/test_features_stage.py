@@ -232,3 +232,23 @@ def test_gridded_cube_gets_a_clear_channel_unless_switched_off(tmp_path: Path, v
 def test_validity_channel_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError, match="validity_channel"):
         FeatureOptions.from_mapping({"validity_channel": "no"})
+
+
+def test_stores_written_with_the_former_zstd_codec_still_read(tmp_path: Path) -> None:
+    """features.zarr is now written with Blosc lz4 + bit shuffle; a store written with the former
+    zstd level 3 + byte shuffle reads back the same values (the codec is in the metadata)."""
+    from zarr.codecs import BloscCodec
+
+    cube = _write_cube(tmp_path / "cube.zarr", seed=2)
+    ds = build_features(cube, FeatureOptions(stem="gabor", chunk=20)).compute()
+    write_zarr_atomic(ds, tmp_path / "new.zarr")
+    old = ds.copy()
+    old["features"].encoding = {"compressors": (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),)}
+    write_zarr_atomic(old, tmp_path / "old.zarr")
+    codecs = {name: json.dumps(zarr.open_array(tmp_path / name, path="features").metadata.to_dict()["codecs"])
+              for name in ("new.zarr", "old.zarr")}
+    assert '"lz4"' in codecs["new.zarr"] and '"bitshuffle"' in codecs["new.zarr"]
+    assert '"zstd"' in codecs["old.zarr"]
+    for name in ("new.zarr", "old.zarr"):
+        got = open_store(tmp_path / name)["features"].values
+        assert np.array_equal(got.view(np.uint16), ds["features"].values.view(np.uint16)), name

@@ -3,8 +3,9 @@
 :func:`build_features` turns a ``cube.zarr`` dataset into the lazy ``features.zarr`` dataset
 (layouts in :mod:`pipeline.raster.zarr_io`). Chunks are (1 date, all bands, ``chunk``,
 ``chunk``); each chunk is computed with a halo of :data:`pipeline.enrich.stem.HALO` pixels
-(``dask.array.overlap`` on a NaN-padded array, so pixels beyond the image are invalid and
-enter the stem as 0, the zero padding of the unchunked convolution), which makes the chunked
+(one task per chunk assembles its window from the cube chunks it overlaps, NaN beyond the
+cube, so pixels beyond the image are invalid and enter the stem as 0, the zero padding of the
+unchunked convolution), which makes the chunked
 result equal to the unchunked one at chunk seams and image borders. Memory is bounded by a
 few chunks per dask worker. The stem runs on CUDA when available (``device``).
 """
@@ -19,6 +20,8 @@ import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from pipeline.enrich.options import FeatureOptions
 from pipeline.enrich.pca import PcaFit, fit_pca
@@ -201,57 +204,75 @@ def _stem_graph(
     dtype: str, origin: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
 ) -> da.Array:
     """(time, 64 + band, y, x) dask array of stem features + NaN-free reflectance; ``r`` is the
-    window of an image of ``image_shape`` (default: its own) starting at ``origin``."""
+    window of an image of ``image_shape`` (default: its own) starting at ``origin``.
+
+    One task per output chunk assembles its window (core + :data:`HALO` px, NaN / False
+    outside the cube) straight from the chunks of ``r`` and ``ok`` it overlaps - one copy, no
+    padded, rechunked or overlapped intermediate arrays (their concatenations cost more than
+    the convolution) - and computes the stem on it (:func:`_features_block`).
+    """
     n_t, n_b, h, w = r.shape
-    pad = ((0, 0), (0, 0), (HALO, HALO), (HALO, HALO))
-    # NaN / False padding = outside the image = invalid -> z = 0 = zero padding of the conv
-    rp = da.pad(r, pad, mode="constant", constant_values=np.nan)
-    okp = da.pad(ok[:, None], pad, mode="constant", constant_values=False)
-    padded_chunks = (r.chunks[0], r.chunks[1], _grow(r.chunks[2]), _grow(r.chunks[3]))
-    depth = {0: 0, 1: 0, 2: HALO, 3: HALO}
-    bound = {i: "none" for i in range(4)}
-    rov = da.overlap.overlap(rp.rechunk(padded_chunks), depth=depth, boundary=bound)
-    okov = da.overlap.overlap(okp.rechunk(padded_chunks[:1] + ((1,),) + padded_chunks[2:]),
-                              depth=depth, boundary=bound)
-    expect = tuple(tuple(s + 2 * HALO for s in ch) for ch in r.chunks[2:])
-    if rov.chunks[2:] != expect:
-        raise FeatureError(f"dask rechunked the halo windows {rov.chunks[2:]}; this is a bug")
-    starts = tuple(tuple(int(s) + o for s in np.cumsum((0,) + ch)) for ch, o in zip(r.chunks[2:], origin))
+    okc = ok.rechunk(r.chunks[:1] + r.chunks[2:])
+    bounds = [np.cumsum((0,) + ch) for ch in r.chunks[2:]]
     projections = [fit.projection(t) for t in range(n_t)]
-    fn = functools.partial(
-        _features_block, projections=projections, weight=weight, starts=starts,
-        image_shape=image_shape or (h, w), device=str(device), out_dtype=np.dtype(dtype),
-    )
-    return da.map_blocks(
-        fn, rov, okov, dtype=np.dtype(dtype),
-        chunks=(r.chunks[0], (N_STEM + n_b,), r.chunks[2], r.chunks[3]),
-        meta=np.empty((0, 0, 0, 0), dtype=dtype),
-    )
+    name = "stem-features-" + tokenize(r.name, okc.name, projections, weight, str(device), dtype,
+                                       origin, image_shape)
+    fn = functools.partial(_features_block, projections=projections, weight=weight,
+                           image_shape=image_shape or (h, w), device=str(device), out_dtype=np.dtype(dtype))
+    dsk: dict[Any, Any] = {}
+    for it in range(len(r.chunks[0])):
+        for iy in range(len(r.chunks[2])):
+            ys = _window_pieces(bounds[0], iy, h)
+            for ix in range(len(r.chunks[3])):
+                xs = _window_pieces(bounds[1], ix, w)
+                place = [(a, b) for a in ys for b in xs]
+                core = (int(bounds[0][iy]) + origin[0], int(bounds[0][iy + 1]) + origin[0],
+                        int(bounds[1][ix]) + origin[1], int(bounds[1][ix + 1]) + origin[1])
+                task_fn = functools.partial(fn, it=it, core=core, place=place)
+                dsk[(name, it, 0, iy, ix)] = (
+                    task_fn, [(r.name, it, 0, a[0], b[0]) for a, b in place],
+                    [(okc.name, it, a[0], b[0]) for a, b in place],
+                )
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[r, okc])
+    return da.Array(graph, name, chunks=(r.chunks[0], (N_STEM + n_b,), r.chunks[2], r.chunks[3]),
+                    meta=np.empty((0, 0, 0, 0), dtype=dtype))
 
 
-def _grow(chunks: tuple[int, ...]) -> tuple[int, ...]:
-    out = list(chunks)
-    out[0] += HALO
-    out[-1] += HALO
-    return tuple(out)
+def _window_pieces(bounds: np.ndarray, i: int, size: int) -> list[tuple[int, slice, slice]]:
+    """Chunks along one axis that the window of chunk ``i`` (its core +- :data:`HALO`, clipped
+    to ``[0, size)``) overlaps: ``(chunk index, slice in the chunk, slice in the window)``."""
+    lo, hi = int(bounds[i]) - HALO, int(bounds[i + 1]) + HALO
+    out = []
+    for j in range(len(bounds) - 1):
+        s, e = int(bounds[j]), int(bounds[j + 1])
+        a, b = max(s, lo, 0), min(e, hi, size)
+        if a < b:
+            out.append((j, slice(a - s, b - s), slice(a - lo, b - lo)))
+    return out
 
 
 def _features_block(
-    refl: np.ndarray, ok: np.ndarray, *, projections: list[tuple[np.ndarray, np.ndarray]],
-    weight: np.ndarray, starts: tuple[tuple[int, ...], tuple[int, ...]],
-    image_shape: tuple[int, int], device: str, out_dtype: np.dtype,
-    block_info: dict[Any, Any] | None = None,
+    refl_pieces: list[np.ndarray], ok_pieces: list[np.ndarray], *,
+    projections: list[tuple[np.ndarray, np.ndarray]], weight: np.ndarray, image_shape: tuple[int, int],
+    device: str, out_dtype: np.dtype, it: int, core: tuple[int, int, int, int],
+    place: list[tuple[tuple[int, slice, slice], tuple[int, slice, slice]]],
 ) -> np.ndarray:
-    """One window (1, band, wh, ww) + valid (1, 1, wh, ww) -> core (1, 64 + band, ch, cw)."""
-    assert block_info is not None
-    it, _, iy, ix = block_info[None]["chunk-location"]
-    y0, y1 = starts[0][iy], starts[0][iy + 1]
-    x0, x1 = starts[1][ix], starts[1][ix + 1]
+    """One output chunk: its window assembled from the (1, band, cy, cx) reflectance and
+    (1, cy, cx) valid chunks it overlaps (NaN / False outside the cube = outside the image or
+    the tile: z = 0, the convolution's zero padding) -> (1, 64 + band, ch, cw) of date ``it``,
+    ``core`` = its global (y0, y1, x0, x1)."""
+    y0, y1, x0, x1 = core
+    n_b = refl_pieces[0].shape[1]
+    win = np.full((n_b, y1 - y0 + 2 * HALO, x1 - x0 + 2 * HALO), np.nan, dtype=np.float32)
+    okw = np.zeros(win.shape[1:], dtype=bool)
+    for piece, okp, ((_, ry, wy), (_, rx, wx)) in zip(refl_pieces, ok_pieces, place):
+        win[:, wy, wx] = piece[0, :, ry, rx]
+        okw[wy, wx] = okp[0, ry, rx]
     scaled, mean = projections[it]
     dev = torch.device(device)
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(refl[0], dtype=np.float32)).to(dev)
-        m = torch.from_numpy(np.ascontiguousarray(ok[0, 0])).to(dev)
+        x = torch.from_numpy(win).to(dev)
+        m = torch.from_numpy(okw).to(dev)
         centred = x - torch.from_numpy(mean).to(dev)[:, None, None]
         z = torch.einsum("kb,byx->kyx", torch.from_numpy(scaled).to(dev), centred)
         z = torch.where(m[None], z, torch.zeros((), device=dev))
@@ -262,8 +283,8 @@ def _features_block(
             z, torch.from_numpy(weight).to(dev), origin=(y0 - HALO, x0 - HALO),
             core=(y0, y1, x0, x1), image_shape=image_shape, out=out[:N_STEM],
         )
-        core = x[:, HALO : HALO + (y1 - y0), HALO : HALO + (x1 - x0)]
-        out[N_STEM:] = torch.nan_to_num(core, nan=0.0, posinf=0.0, neginf=0.0)
+        c = x[:, HALO : HALO + (y1 - y0), HALO : HALO + (x1 - x0)]
+        out[N_STEM:] = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
     return out.cpu().numpy()[None]
 
 

@@ -4,8 +4,8 @@ Fitting uses valid pixels only (``valid`` and every band finite), from a seeded 
 each pixel ``(t, y, x)`` gets a key ``u`` in [0, 1) from a 64-bit hash (splitmix64) of its
 global position and the seed, and is kept when ``u < p`` with ``p = pca_sample / n_valid``
 (per date in ``per_date`` mode). The sample does not depend on the chunking, is sorted by
-position, and is gathered chunk by chunk (bounded memory; two passes over the cube: one to
-count valid pixels, one to gather). PCA is scikit-learn's ``PCA(svd_solver="full")`` on
+position, and is gathered chunk by chunk in one pass over the cube that also counts the valid
+pixels (bounded memory: about 4x the sample; :func:`sample_valid_pixels`). PCA is scikit-learn's ``PCA(svd_solver="full")`` on
 float64 samples.
 
 Sign: each component is flipped so that its largest-magnitude loading is positive.
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MIN_DATE_SAMPLES = 50
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_OVERSAMPLE = 4  # candidates kept per block in the single pass, in units of its share of n
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,33 @@ def _sample_block(
     return linear[keep], values
 
 
+def _candidate_block(
+    refl: np.ndarray, ok: np.ndarray, *, t0: int, y0: int, x0: int, shape: tuple[int, int],
+    n_blocks: int, n: int, seed: int,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One read of a (t, band, y, x) block for :func:`sample_valid_pixels`: its valid pixels per
+    date ``(t,)`` int64, the key bound ``q`` it kept, and the candidates (linear index, values)
+    whose key is below ``q`` - a superset of the final sample wherever ``q >= p``."""
+    counts = ok.sum(axis=(1, 2)).astype(np.int64)
+    total = int(counts.sum())
+    q = 1.0 if total == 0 else min(1.0, _OVERSAMPLE * n / (n_blocks * total))
+    linear, values = _sample_block(refl, ok, t0=t0, y0=y0, x0=x0, shape=shape,
+                                   prob=np.full(t0 + ok.shape[0], q), seed=seed)
+    return counts, q, linear, values
+
+
 def sample_valid_pixels(
     reflectance: da.Array, ok: da.Array, *, n: int, seed: int, per_date: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seeded sample of about ``n`` valid pixels (per date if ``per_date``).
+
+    One pass over the cube: each block counts its valid pixels and keeps the candidates whose
+    key is below ``q = min(1, 4 n / (blocks x block's valid pixels))`` (blocks of the date in
+    ``per_date`` mode, of the cube otherwise), about ``4 n`` pixels in all. The sampling
+    probability ``p`` (module docstring) follows from the counts; a block with ``q >= p`` holds
+    every sampled pixel among its candidates, and only a block with ``q < p`` (more than 4x the
+    mean valid pixels of its blocks) is read again. The sample is the same as counting first
+    and sampling after.
 
     Args:
         reflectance: (time, band, y, x) float dask array, reflectance.
@@ -146,27 +170,43 @@ def sample_valid_pixels(
         global position.
     """
     n_t, _, h, w = reflectance.shape
-    n_valid = np.asarray(ok.sum(axis=(1, 2)).compute(), dtype=np.int64)
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in ok.chunks]
+    n_blocks = len(ok.chunks[1]) * len(ok.chunks[2]) * (1 if per_date else len(ok.chunks[0]))
+    r_blocks, o_blocks = reflectance.to_delayed(), ok.to_delayed()
+    where = [(it, iy, ix) for it in range(len(ok.chunks[0]))
+             for iy in range(len(ok.chunks[1])) for ix in range(len(ok.chunks[2]))]
+    kw = {"shape": (h, w), "seed": seed}
+    parts = dask.compute(*[
+        dask.delayed(_candidate_block)(r_blocks[it, 0, iy, ix], o_blocks[it, iy, ix], t0=starts[0][it],
+                                       y0=starts[1][iy], x0=starts[2][ix], n_blocks=n_blocks, n=n, **kw)
+        for it, iy, ix in where
+    ])
+    n_valid = np.zeros(n_t, np.int64)
+    for (it, _, _), (counts, _, _, _) in zip(where, parts):
+        n_valid[starts[0][it] : starts[0][it] + len(counts)] += counts
     if per_date:
         prob = np.minimum(1.0, n / np.maximum(n_valid, 1))
     else:
         prob = np.full(n_t, min(1.0, n / max(int(n_valid.sum()), 1)))
-    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in ok.chunks]
-    r_blocks, o_blocks = reflectance.to_delayed(), ok.to_delayed()
-    tasks = []
-    for it in range(len(ok.chunks[0])):
-        for iy in range(len(ok.chunks[1])):
-            for ix in range(len(ok.chunks[2])):
-                tasks.append(
-                    dask.delayed(_sample_block)(
-                        r_blocks[it, 0, iy, ix], o_blocks[it, iy, ix],
-                        t0=int(starts[0][it]), y0=int(starts[1][iy]), x0=int(starts[2][ix]),
-                        shape=(h, w), prob=prob, seed=seed,
-                    )
-                )
-    parts = dask.compute(*tasks)
-    linear = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.uint64)
-    values = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, reflectance.shape[1]))
+    linear_parts, value_parts, again = [], [], []
+    for (it, iy, ix), (counts, q, linear, values) in zip(where, parts):
+        t0 = starts[0][it]
+        if q >= prob[t0 : t0 + len(counts)].max():
+            dates = (linear // np.uint64(h * w)).astype(np.int64)
+            keep = splitmix_keys(linear, seed) < prob[dates]
+            linear_parts.append(linear[keep])
+            value_parts.append(values[keep])
+        else:
+            again.append(dask.delayed(_sample_block)(r_blocks[it, 0, iy, ix], o_blocks[it, iy, ix], t0=t0,
+                                                      y0=starts[1][iy], x0=starts[2][ix], prob=prob, **kw))
+    if again:
+        log.debug("PCA sample: %d of %d blocks read again (valid pixels far above the mean)",
+                  len(again), len(where))
+        for linear, values in dask.compute(*again):
+            linear_parts.append(linear)
+            value_parts.append(values)
+    linear = np.concatenate(linear_parts) if linear_parts else np.zeros(0, np.uint64)
+    values = np.concatenate(value_parts) if value_parts else np.zeros((0, reflectance.shape[1]))
     order = np.argsort(linear, kind="stable")
     dates = (linear[order] // np.uint64(h * w)).astype(np.int64)
     return dates, values[order], n_valid

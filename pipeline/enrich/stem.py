@@ -27,13 +27,22 @@ than re-centring; the same holds for columns.
 Chunked computation (:func:`stem_window`) reproduces the unchunked :func:`stem_dense`
 exactly: a window with a halo of :data:`HALO` (even) pixels around its core, zeros outside
 the image, is convolved at the global stride-2 phase (a window starting on an odd global row
-drops its first row) and the upsampling uses the global source coordinates above.
+drops its first row) and the upsampling uses the global source coordinates above. For an even
+image side those coordinates repeat with period 2, so the upsampling runs on strided slices of
+the window's convolution (views, no gathers; :func:`_runs`); for an odd side it gathers with
+per-pixel weights. Both paths give the same bits (same ``torch.lerp`` on the same operands,
+columns first); ``tests/test_enrich_stem_exact.py`` checks them against the gather
+implementation. ``F.interpolate`` itself is not used on windows: it rounds differently
+(``(1 - l) a + l b`` in one step instead of ``lerp``), which would change about a third of the
+float32 values by an ulp.
 
 Arrays are torch tensors, float32, on any device; the stem input ``z`` is the standardised
 PCA image (0 where invalid, see :mod:`pipeline.enrich.pca`).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import torch
@@ -50,7 +59,8 @@ HALO = 8
 KERNEL = 7
 STRIDE = 2
 PADDING = 3
-_GROUP = 16  # channels upsampled at a time
+_GROUP = 16  # channels upsampled at a time (gather path)
+_MAX_RUNS = 8  # slice runs per axis before falling back to gathers (odd image sides)
 
 
 def stem_dense(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -117,16 +127,64 @@ def stem_window(
     y0, y1, x0, x1 = core
     rows = _axis_weights(y0, y1, size=image_shape[0], base=(gy0 + py) // 2, length=zz.shape[1])
     cols = _axis_weights(x0, x1, size=image_shape[1], base=(gx0 + px) // 2, length=zz.shape[2])
+    if out is None:
+        out = torch.empty((conv.shape[0], y1 - y0, x1 - x0), dtype=conv.dtype, device=conv.device)
+    row_runs, col_runs = _runs(*rows), _runs(*cols)
+    if row_runs is None or col_runs is None:  # odd image side: the weights vary pixel by pixel
+        return _upsample_gather(conv, rows, cols, out)
+    part = torch.empty((conv.shape[0], conv.shape[1], x1 - x0), dtype=conv.dtype, device=conv.device)
+    for dst, s0, s1, lam in col_runs:  # columns first: fewer rows (the order fixes the rounding)
+        torch.lerp(conv[:, :, s0], conv[:, :, s1], lam, out=part[:, :, dst])
+    for dst, s0, s1, lam in row_runs:
+        if out.dtype == part.dtype:
+            torch.lerp(part[:, s0], part[:, s1], lam, out=out[:, dst])
+        else:  # float32 result rounded once to the stored dtype, as the gathers do
+            out[:, dst] = torch.lerp(part[:, s0], part[:, s1], lam)
+    return out
+
+
+def _upsample_gather(
+    conv: torch.Tensor, rows: tuple[np.ndarray, ...], cols: tuple[np.ndarray, ...], out: torch.Tensor
+) -> torch.Tensor:
+    """Bilinear upsampling of ``conv`` (64, n, m) by gathers with per-pixel weights ``rows`` /
+    ``cols`` (local ``(k0, k1, lam)`` of :func:`_axis_weights`) into ``out``: the general path."""
     dev = conv.device
     r0, r1, rl = (torch.from_numpy(a).to(dev) for a in rows)
     c0, c1, cl = (torch.from_numpy(a).to(dev) for a in cols)
-    if out is None:
-        out = torch.empty((conv.shape[0], y1 - y0, x1 - x0), dtype=conv.dtype, device=dev)
     for g in range(0, conv.shape[0], _GROUP):
         part = conv[g : g + _GROUP]
         part = torch.lerp(part[:, :, c0], part[:, :, c1], cl)  # columns first: fewer rows
         out[g : g + _GROUP] = torch.lerp(part[:, r0], part[:, r1], rl[:, None])
     return out
+
+
+def _runs(
+    k0: np.ndarray, k1: np.ndarray, lam: np.ndarray
+) -> list[tuple[slice, slice, slice, float]] | None:
+    """The upsampling of one axis as a few strided slices instead of gathers, or None.
+
+    For an even image side the weights repeat with period 2 (0.75 on even output pixels, 0.25 on
+    odd ones; 0 on the first pixel, a clamped source on the last): the output pixels of one
+    parity form runs ``dst = start::2`` whose sources ``k0``, ``k1`` advance by one and whose
+    weight is constant, so ``out[dst] = lerp(o[s0], o[s1], lam)`` on slices (views) gives the
+    same numbers to the bit as the gathers (same ``torch.lerp``, same operands). Returns
+    ``(dst, s0, s1, lam)`` per run, or None when there are more than :data:`_MAX_RUNS` (odd
+    sides, where the weight changes at every pixel).
+    """
+    runs: list[tuple[slice, slice, slice, float]] = []
+    for phase in (0, 1):
+        idx = np.arange(phase, len(k0), 2)
+        if idx.size == 0:
+            continue
+        brk = (np.diff(k0[idx]) != 1) | (np.diff(k1[idx]) != 1) | (np.diff(lam[idx]) != 0)
+        bounds = np.concatenate([[0], np.flatnonzero(brk) + 1, [idx.size]])
+        if len(bounds) - 1 + len(runs) > _MAX_RUNS:
+            return None
+        for a, b in itertools.pairwise(bounds):
+            i, n = int(idx[a]), int(b - a)
+            runs.append((slice(i, i + 2 * n - 1, 2), slice(int(k0[i]), int(k0[i]) + n),
+                         slice(int(k1[i]), int(k1[i]) + n), float(lam[i])))
+    return runs
 
 
 def _axis_weights(
