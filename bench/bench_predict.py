@@ -9,7 +9,8 @@ folder by this (parent) process and deleted after; each prediction runs in its o
 its peak RSS (``ru_maxrss`` of the child) is its own and holds no store writing. The child also
 samples its RSS every 50 ms, split into anonymous memory and mapped files (the disk-backed
 probabilities), and names the function that ran at the anonymous peak.
-Usage: ``python bench/bench_predict.py --sizes 1024 2048 4096 --time-steps 12 --hidden 16 --tile 128``.
+Usage: ``python bench/bench_predict.py --sizes 1024 2048 4096`` (bench/README.md ran it with
+``--time-steps 2``: at t=12 the 4096 px scene takes over an hour on 2 shared cores).
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 Every writer stages the array in a tiled GeoTIFF next to the target, converts it with GDAL's
 COG driver (DEFLATE, 512 x 512 blocks, internal overviews) into a temporary sibling and
 renames it into place (:func:`pipeline.atomic.atomic_path`): a failed write never leaves a
-file at the final path. Sidecars follow the *final* name (``classes.tif.aux.xml``).
+file at the final path. Sidecars follow the *final* name (``classes.tif.aux.xml``). The
+writers take numpy arrays or array-likes (disk-backed or lazy, :mod:`pipeline.raster.disk_array`)
+and check, convert and write them 512 rows at a time, never holding a full-size copy; a value
+that fails a check in a later row block stops the writing (nothing is left at the final path).
 
 =================  =======  ======================  ========  ====================
 writer             dtype    values                  nodata    overview resampling
