@@ -49,7 +49,7 @@ from pipeline.cli import base_parser, run_stage
 from pipeline.config import parse_options, reject_unknown
 from pipeline.errors import ConfigError, PredictionError
 from pipeline.inference.loading import load_model
-from pipeline.inference.prediction import check_tile, classify, predict_date
+from pipeline.inference.prediction import check_tile, classify_block, predict_date
 from pipeline.inference.relearning import check_base, extended_window, load_base
 from pipeline.models.device import resolve_device
 from pipeline.objects.options import SegmentOptions
@@ -59,6 +59,7 @@ from pipeline.raster.cog import (
     write_count_cog,
     write_probability_cog,
 )
+from pipeline.raster.disk_array import RowMap
 from pipeline.raster.map_item import map_stac_item, write_map_item
 from pipeline.raster.object_store import store_path
 from pipeline.raster.qgis_style import write_qml
@@ -118,11 +119,18 @@ class PredictOptions:
         return SegmentOptions(method=self.segment_method, scale=float(self.segment_scale), size=int(self.segment_size))
 
 
-def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
+def write_map(probs: Any, count: Any, out_dir: Path, *, meta: dict[str, Any], attrs: dict[str, Any],
               when: dt.datetime, item_id: str, period: tuple[str, str] | None = None) -> None:
-    """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``."""
+    """Write the COGs, the QGIS style and the STAC Item of one map into ``out_dir``.
+
+    ``probs`` (K, y, x) float32 (NaN = nodata) and ``count`` (y, x) int: numpy or disk-backed
+    (:func:`pipeline.inference.prediction.predict_date`); the class map and the confidence are
+    computed row block by row block as the COGs are written, never held whole."""
     classes = meta["classes"]
-    class_map, confidence = classify(probs, np.array([c["id"] for c in classes], dtype=np.uint8))
+    ids = np.array([c["id"] for c in classes], dtype=np.uint8)
+    shape = tuple(probs.shape[1:])
+    class_map = RowMap(probs, lambda b: classify_block(b, ids)[0], shape=shape, dtype=np.uint8)
+    confidence = RowMap(probs, lambda b: classify_block(b, ids)[1], shape=shape, dtype=np.float32)
     grid = {"crs": attrs["crs"], "transform": attrs["transform"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_probability_cog(probs, out_dir / "probabilities.tif", class_table=classes, **grid)
@@ -137,7 +145,10 @@ def write_map(probs: np.ndarray, count: np.ndarray, out_dir: Path, *, meta: dict
                                      "pipeline:map_step": str(when.date()),
                                      "pipeline:target": "period" if period else "last_date"})
     write_map_item(item, out_dir / "item.json")
-    log.info("map %s: %s", out_dir, {c["name"]: int((class_map == c["id"]).sum()) for c in classes})
+    if log.isEnabledFor(logging.INFO):
+        pixels = sum((np.bincount(class_map[r0:r0 + 512].ravel(), minlength=256) for r0 in range(0, shape[0], 512)),
+                     np.zeros(256, np.int64))
+        log.info("map %s: %s", out_dir, {c["name"]: int(pixels[c["id"]]) for c in classes})
 
 
 def run_predict(features_path: Path, model_dir: Path, out_dir: Path, options: PredictOptions, *, name: str,

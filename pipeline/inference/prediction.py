@@ -26,6 +26,7 @@ from pipeline.models.receptive import (
     tile_alignment,
     tile_halo,
 )
+from pipeline.raster.disk_array import DiskArray
 from pipeline.tiling.layout import FEATURE_HALO
 from pipeline.tiling.predict import predict_tiled
 from pipeline.tiling.windows import Tile, redundancy
@@ -43,10 +44,14 @@ def window_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     return fn
 
 
+ROWS = 512  # row blocks of the full-size arrays
+
+
 def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, Any], *, tile: int,
-                 workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (K, y, x) float32 (disk-backed in ``workdir``, NaN = nodata) and
-    clear-observation counts (y, x) int32 for the window of ``t`` dates ending at time ``index``.
+                 workdir: Path) -> tuple[DiskArray, DiskArray]:
+    """Probabilities (K, y, x) float32 (NaN = nodata) and clear-observation counts (y, x) int32
+    for the window of ``t`` dates ending at time ``index``, both disk-backed in ``workdir``
+    (:class:`pipeline.raster.disk_array.DiskArray`: sliced copies, ``np.asarray`` reads whole).
 
     ``features``: features.zarr layout (``features`` (time, channel, y, x), ``valid``); ``model``
     and ``meta`` of :func:`pipeline.inference.loading.load_model`; ``tile``: core tile side in
@@ -62,27 +67,29 @@ def predict_date(features: xr.Dataset, index: int, model: Any, meta: dict[str, A
     halo, tile = tile_halo(meta), aligned_tile(tile, meta)  # exact tiling (pipeline.models.receptive)
     log.info("tiles %d px + halo %d px (receptive radius %d): redundancy factor %.2f", tile, halo,
              receptive_radius(meta), redundancy((ny, nx), tile, halo))
-    out = np.lib.format.open_memmap(workdir / f"probabilities_{index}.npy", mode="w+", dtype=np.float32,
-                                    shape=(k, ny, nx))
+    out = DiskArray(workdir / f"probabilities_{index}.npy", (k, ny, nx), np.float32)
     predict_tiled(image, window_fn(model), tile=tile, halo=halo, out=out, progress=True)
-    count = features["valid"].isel(time=window).astype("int16").sum("time").values
-    out[:, count == 0] = np.nan
+    count = DiskArray(workdir / f"valid_count_{index}.npy", (ny, nx), np.int32)
+    valid = features["valid"].isel(time=window)
+    for r0 in range(0, ny, ROWS):
+        rows = slice(r0, r0 + ROWS)
+        block = valid.isel(y=rows).astype("int16").sum("time").values
+        count[rows] = block
+        if (block == 0).any():
+            probs = out[:, rows]
+            probs[:, block == 0] = np.nan
+            out[:, rows] = probs
     return out, count
 
 
-def classify(probs: np.ndarray, ids: np.ndarray, *, rows: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids (y, x) uint8 (0 = nodata) and confidence (y, x) float32 (NaN = nodata) from
-    probabilities (K, y, x) float32 (NaN = nodata), row block by row block (bounded memory)."""
-    ny, nx = probs.shape[1:]
-    class_map = np.zeros((ny, nx), np.uint8)
-    confidence = np.full((ny, nx), np.nan, np.float32)
-    for r0 in range(0, ny, rows):
-        block = np.asarray(probs[:, r0:r0 + rows])
-        ok = np.isfinite(block[0])
-        filled = np.where(ok[None], block, 0)
-        class_map[r0:r0 + rows] = np.where(ok, ids[filled.argmax(axis=0)], 0)
-        confidence[r0:r0 + rows] = np.where(ok, filled.max(axis=0), np.nan)
-    return class_map, confidence
+def classify_block(block: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids (y, x) uint8 (0 = nodata) and confidence (y, x) float32 (NaN = nodata) of
+    probabilities ``block`` (K, y, x) float32 (NaN = nodata); ``ids``: class id of each k."""
+    block = np.asarray(block)
+    ok = np.isfinite(block[0])
+    filled = np.where(ok[None], block, 0)
+    return (np.where(ok, ids[filled.argmax(axis=0)], 0).astype(np.uint8),
+            np.where(ok, filled.max(axis=0), np.nan).astype(np.float32))
 
 
 def check_tile(tile: Tile, shape: tuple[int, int], meta: dict[str, Any], base_meta: dict[str, Any] | None) -> None:

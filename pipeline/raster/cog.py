@@ -3,7 +3,10 @@
 Every writer stages the array in a tiled GeoTIFF next to the target, converts it with GDAL's
 COG driver (DEFLATE, 512 x 512 blocks, internal overviews) into a temporary sibling and
 renames it into place (:func:`pipeline.atomic.atomic_path`): a failed write never leaves a
-file at the final path. Sidecars follow the *final* name (``classes.tif.aux.xml``).
+file at the final path. Sidecars follow the *final* name (``classes.tif.aux.xml``). The
+writers take numpy arrays or array-likes (disk-backed or lazy, :mod:`pipeline.raster.disk_array`)
+and check, convert and write them 512 rows at a time, never holding a full-size copy; a value
+that fails a check in a later row block stops the writing (nothing is left at the final path).
 
 =================  =======  ======================  ========  ====================
 writer             dtype    values                  nodata    overview resampling
@@ -38,6 +41,7 @@ from rasterio.windows import Window
 
 from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import GridError, PredictionError
+from pipeline.raster.disk_array import RowMap
 from pipeline.reference.classes import ClassTableLike, as_class_table
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,16 @@ def check_grid(crs: CrsLike, transform: TransformLike) -> tuple[CRS, Affine]:
 
 
 ROWS_PER_WRITE = 512  # rows converted / written at a time
+
+
+def _array_like(values: Any) -> Any:
+    """``values`` itself when it is array-like (numpy, :class:`pipeline.raster.disk_array.DiskArray`,
+    :class:`RowMap`, dask: read by row blocks, never whole), else ``np.asarray(values)``."""
+    return values if all(hasattr(values, a) for a in ("shape", "dtype", "ndim", "__getitem__")) else np.asarray(values)
+
+
+def _row_blocks(height: int) -> list[slice]:
+    return [slice(r0, min(r0 + ROWS_PER_WRITE, height)) for r0 in range(0, height, ROWS_PER_WRITE)]
 
 
 def _aux(path: Path) -> Path:
@@ -201,16 +215,22 @@ def write_class_cog(
         ``path``. The raster is uint8, DEFLATE, overviews resampled by MODE (nodata ignored).
     """
     table = as_class_table(class_table)
-    arr = np.asarray(classes)
+    arr = _array_like(classes)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise PredictionError(f"classes must be a 2-D integer (y, x) array, got {arr.ndim}-D {arr.dtype}")
     if not 0 <= nodata <= 255 or nodata in {e.id for e in table}:
         raise PredictionError(f"nodata {nodata} must be in 0..255 and no class id; use 0")
     allowed = {e.id for e in table} | {nodata}
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        present = sorted({int(arr.min()), int(arr.max())} - allowed)
-    else:  # bincount: linear time, no sort of the whole map
-        present = np.flatnonzero(np.bincount(arr.ravel().astype(np.uint8), minlength=256)).tolist()
+    lows, highs, hist = [], [], np.zeros(256, np.int64)
+    for rows in _row_blocks(arr.shape[0]):  # bincount: linear time, no sort nor copy of the whole map
+        block = np.asarray(arr[rows])
+        if block.size:
+            lows.append(int(block.min()))
+            highs.append(int(block.max()))
+            if lows[-1] >= 0 and highs[-1] <= 255:
+                hist += np.bincount(block.ravel().astype(np.uint8), minlength=256)
+    lo, hi = min(lows, default=0), max(highs, default=0)
+    present = sorted({lo, hi} - allowed) if lo < 0 or hi > 255 else np.flatnonzero(hist).tolist()
     unknown = [v for v in present if v not in allowed]
     if unknown:
         raise PredictionError(
@@ -219,20 +239,20 @@ def write_class_cog(
         )
     colormap = table.colormap(nodata)
     return _write_cog(
-        arr.astype(np.uint8)[np.newaxis], path, crs=crs, transform=transform, nodata=nodata,
+        RowMap(arr, lambda b: b.astype(np.uint8)[np.newaxis], shape=(1, *arr.shape), dtype=np.uint8), path,
+        crs=crs, transform=transform, nodata=nodata,
         resampling="MODE", blocksize=blocksize, colormap=colormap, descriptions=["class"],
         pam_xml=category_pam_xml(table, nodata=nodata),
     )
 
 
-def _percent(values: np.ndarray, what: str, nodata: int) -> np.ndarray:
-    """float 0..1 (NaN = nodata) -> uint8 rounded percent, ``nodata`` where NaN."""
-    values = values if isinstance(values, np.ndarray) else np.asarray(values)
-    out = np.full(values.shape, nodata, dtype=np.uint8)
-    rows = values.shape[-2] if values.ndim >= 2 else 1
-    for r0 in range(0, rows, ROWS_PER_WRITE):  # row blocks: no full-size float temporaries
-        sl = (..., slice(r0, r0 + ROWS_PER_WRITE), slice(None)) if values.ndim >= 2 else (...,)
-        v = np.asarray(values[sl], dtype=np.float32)
+def _percent(values: Any, what: str, nodata: int) -> RowMap:
+    """float 0..1 (NaN = nodata), (band, y, x) or (y, x) -> (band, y, x) uint8 rounded percent,
+    ``nodata`` where NaN, converted row block by row block as it is written (no full-size copy;
+    a value out of range stops the writing)."""
+
+    def convert(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float32)
         finite = np.isfinite(v)
         if np.isinf(v).any():
             raise PredictionError(f"{what} contain infinite values; mark missing pixels with NaN")
@@ -241,9 +261,12 @@ def _percent(values: np.ndarray, what: str, nodata: int) -> np.ndarray:
                 f"{what} must lie in [0, 1], got {v[finite].min():.4g}..{v[finite].max():.4g}; "
                 f"apply softmax / sigmoid before writing"
             )
-        block = out[sl]
-        block[finite] = np.rint(np.clip(v[finite], 0.0, 1.0) * 100.0).astype(np.uint8)
-    return out
+        out = np.full(v.shape, nodata, dtype=np.uint8)
+        out[finite] = np.rint(np.clip(v[finite], 0.0, 1.0) * 100.0).astype(np.uint8)
+        return out if out.ndim == 3 else out[np.newaxis]
+
+    shape = tuple(values.shape) if values.ndim == 3 else (1, *values.shape)
+    return RowMap(values, convert, shape=shape, dtype=np.uint8)
 
 
 def write_probability_cog(
@@ -267,7 +290,7 @@ def write_probability_cog(
         ``path``: uint8, percent (rounded), units "percent", AVERAGE overviews.
     """
     table = as_class_table(class_table)
-    arr = np.asarray(probabilities)
+    arr = _array_like(probabilities)
     if arr.ndim != 3 or arr.shape[0] != len(table):
         raise PredictionError(
             f"probabilities must be (class, y, x) with {len(table)} classes, got shape {arr.shape}"
@@ -293,13 +316,13 @@ def write_confidence_cog(
 
     Returns ``path``: uint8 0..100, ``nodata`` (255) where NaN, AVERAGE overviews.
     """
-    arr = np.asarray(confidence)
+    arr = _array_like(confidence)
     if arr.ndim != 2:
         raise PredictionError(f"confidence must be a 2-D (y, x) array, got shape {arr.shape}")
     if not 100 < nodata <= 255:
         raise PredictionError(f"confidence nodata {nodata} must be in 101..255; use 255")
     return _write_cog(
-        _percent(arr, "confidence values", nodata)[np.newaxis], path, crs=crs, transform=transform,
+        _percent(arr, "confidence values", nodata), path, crs=crs, transform=transform,
         nodata=nodata, resampling="AVERAGE", blocksize=blocksize, descriptions=["confidence"], units="percent",
     )
 
@@ -323,13 +346,15 @@ def write_count_cog(
 
     Returns ``path``: uint16, AVERAGE overviews (mean count of the covered pixels).
     """
-    arr = np.asarray(counts)
+    arr = _array_like(counts)
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise PredictionError(f"counts must be a 2-D integer (y, x) array, got {arr.ndim}-D {arr.dtype}")
-    if arr.size and arr.max() >= nodata:
-        raise PredictionError(f"valid counts reach {arr.max()} >= nodata {nodata}; counts must stay below it")
-    out = np.where(arr < 0, nodata, arr).astype(np.uint16)
+    top = max((int(np.asarray(arr[rows]).max(initial=0)) for rows in _row_blocks(arr.shape[0])), default=0)
+    if top >= nodata:
+        raise PredictionError(f"valid counts reach {top} >= nodata {nodata}; counts must stay below it")
+    out = RowMap(arr, lambda b: np.where(b < 0, nodata, b).astype(np.uint16)[np.newaxis], shape=(1, *arr.shape),
+                 dtype=np.uint16)
     return _write_cog(
-        out[np.newaxis], path, crs=crs, transform=transform, nodata=nodata, resampling="AVERAGE",
+        out, path, crs=crs, transform=transform, nodata=nodata, resampling="AVERAGE",
         blocksize=blocksize, descriptions=["valid_count"], units="observations",
     )
