@@ -1,7 +1,7 @@
 """Training throughput of the Semi-ConvLSTM on CPU: windows/s of the project's training step.
 
 One step is what ``pipeline.training.loop._train_epoch`` does for a batch: a perturbed first
-pass (``loop._stochastic_pass``: input noise, temporal jitter, dropout), the second pass of the
+pass (``loop.stochastic_pass``: input noise, temporal jitter, dropout), the second pass of the
 consistency term, eq. (3) (``losses.minibatch_loss``: focal, class-balanced supervised term +
 w * consistency term), backward and an Adam step. Models:
 
@@ -44,7 +44,7 @@ from _machine import machine
 from bench_convlstm import ReferenceConvLSTM
 
 from pipeline.models.convlstm import ConvLSTMClassifier, ConvLSTMConfig
-from pipeline.training.loop import _stochastic_pass
+from pipeline.training.loop import stochastic_pass
 from pipeline.training.losses import balanced_alpha, minibatch_loss
 from pipeline.training.options import TrainOptions
 
@@ -109,7 +109,7 @@ def train_step(v: Variant, x: Tensor, target: Tensor, usable: Tensor, *, w: floa
     ctx: Callable[[], contextlib.AbstractContextManager[object]] = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if v.bf16 else contextlib.nullcontext)
     with ctx():
-        logits = _stochastic_pass(v.model, x, device, noise)
+        logits = stochastic_pass(v.model, x, device, noise)
     second = (lambda: _second(v, x, device, noise, ctx)) if w > 0.0 else None
     loss, _, _ = minibatch_loss(logits, second, target, usable, gamma=options.focal_gamma, alpha=alpha, w=w,
                                 normalization=options.loss_normalization)
@@ -122,7 +122,7 @@ def train_step(v: Variant, x: Tensor, target: Tensor, usable: Tensor, *, w: floa
 def _second(v: Variant, x: Tensor, device: torch.device, noise: dict[str, object],
             ctx: Callable[[], contextlib.AbstractContextManager[object]]) -> Tensor:
     with ctx():
-        return _stochastic_pass(v.model, x, device, noise)
+        return stochastic_pass(v.model, x, device, noise)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

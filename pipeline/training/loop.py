@@ -152,7 +152,7 @@ def _local_batch(src: WindowSource, indices: Tensor, world: World, device: torch
     return Batch(b.x, torch.full_like(b.target, -1), torch.zeros_like(b.usable))
 
 
-def _stochastic_pass(model: nn.Module, x: Tensor, device: torch.device, noise: dict[str, Any]) -> Tensor:
+def stochastic_pass(model: nn.Module, x: Tensor, device: torch.device, noise: dict[str, Any]) -> Tensor:
     """Logits (N, K, *S) of ``model`` on a :func:`perturb`-ed copy of windows ``x`` (N, t, C, *S)."""
     with autocast(device):
         return model(perturb(x, **noise))
@@ -188,8 +188,8 @@ def _train_epoch(model: nn.Module, src: WindowSource, opt: torch.optim.Optimizer
             has_labels = bool((b.target >= 0).any())
         if not has_labels and w == 0.0:
             continue
-        logits = _stochastic_pass(model, b.x, device, noise)
-        second = functools.partial(_stochastic_pass, model, b.x, device, noise) if w > 0.0 else None
+        logits = stochastic_pass(model, b.x, device, noise)
+        second = functools.partial(stochastic_pass, model, b.x, device, noise) if w > 0.0 else None
         loss, sup, cons = minibatch_loss(logits, second, b.target, b.usable,
                                          gamma=options.focal_gamma, alpha=alpha, w=w,
                                          normalization=options.loss_normalization, global_counts=counts,
