@@ -51,7 +51,7 @@ from pipeline.errors import ConfigError, PredictionError
 from pipeline.inference.loading import load_model
 from pipeline.inference.prediction import check_tile, classify_block, predict_date
 from pipeline.inference.relearning import check_base, extended_window, load_base
-from pipeline.models.device import resolve_device
+from pipeline.models.device import resolve_device, set_cpu_threads
 from pipeline.objects.options import SegmentOptions
 from pipeline.raster.cog import (
     write_class_cog,
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work() -> None:
-        torch.set_num_threads(max(args.threads, 1))
+        set_cpu_threads(max(args.threads, 1))
         options = PredictOptions.from_options(parse_options(args.options, what="predict"))
         if (args.plan is None) != (args.tile is None):
             raise ConfigError("--plan and --tile go together (a tile of a tiled AOI)")

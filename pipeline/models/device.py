@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Iterator
 from typing import Literal
@@ -41,10 +42,30 @@ def resolve_device(preference: DeviceChoice = "auto", *, what: str = "train opti
     return torch.device("cpu")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def set_cpu_threads(threads: int) -> int:
+    """Set torch's intra-op threads to ``threads`` capped at :func:`usable_cpus` and return it:
+    ``snakemake --cores 8`` on a 2-core machine gives a job 8 threads, and 8 torch threads on 2
+    cores run several times slower than 2 (oversubscribed spin-waits)."""
+    n = max(1, min(int(threads), usable_cpus()))
+    if n < threads:
+        log.info("torch threads %d (asked %d, %d usable CPUs)", n, threads, usable_cpus())
+    torch.set_num_threads(n)
+    return n
+
+
 def configure_runtime(device: torch.device, *, threads: int | None = None) -> None:
-    """Threads for CPU ops; determinism on CPU; cuDNN autotune + TF32 on CUDA."""
+    """Threads for CPU ops (capped at the usable CPUs); determinism on CPU for a fixed thread
+    count; cuDNN autotune + TF32 on CUDA."""
     if threads is not None and threads > 0:
-        torch.set_num_threads(threads)
+        set_cpu_threads(threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
