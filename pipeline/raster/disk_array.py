@@ -19,7 +19,21 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 
-class DiskArray:
+class _Shaped:
+    """``ndim`` and ``size`` of an array-like with a ``shape`` tuple."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class DiskArray(_Shaped):
     """A C-ordered array of ``shape`` and ``dtype`` in the ``.npy`` file ``path`` (created, zero
     filled, or opened with ``create=False``); ``a[key]`` returns an in-memory copy,
     ``a[key] = value`` writes through, ``np.asarray(a)`` reads it whole."""
@@ -33,14 +47,6 @@ class DiskArray:
         m = np.load(self.path, mmap_mode="r")
         self.shape, self.dtype = tuple(m.shape), m.dtype
         del m
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -64,7 +70,7 @@ class DiskArray:
         return whole if dtype is None else whole.astype(dtype)
 
 
-class RowMap:
+class RowMap(_Shaped):
     """The array-like ``fn(source[..., r0:r1, :])`` of ``shape`` (..., y, x) and ``dtype``: it is
     computed when a row block ``[..., r0:r1, :]`` (or ``[:, r0:r1]`` of a 3-D map) is read, so
     the converted array is never held whole. ``fn`` maps a (..., rows, x) block of ``source``
@@ -73,14 +79,6 @@ class RowMap:
     def __init__(self, source: Any, fn: Callable[[np.ndarray], np.ndarray], *, shape: tuple[int, ...],
                  dtype: DTypeLike) -> None:
         self.source, self.fn, self.shape, self.dtype = source, fn, tuple(shape), np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
