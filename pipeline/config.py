@@ -115,10 +115,6 @@ def _tiling_conflicts(config: Mapping[str, Any]) -> Iterator[str]:
     if (config.get("train") or {}).get("relearning") == "object":
         yield ("config key 'train.relearning': 'object' relearning segments whole dates, which a tiled run "
                "(runtime.tiling.tile_size) cannot do per tile; use 'pixel' or set runtime.tiling.tile_size: null")
-    if (config.get("cube") or {}).get("period") is not None:
-        yield ("config key 'cube.period': regular time grids (composite.zarr) are not yet available with tiles "
-               "(runtime.tiling.tile_size); set cube.period: null (one step per acquisition) or "
-               "runtime.tiling.tile_size: null")
 
 
 def _period_problems(config: Mapping[str, Any]) -> Iterator[str]:

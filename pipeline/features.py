@@ -9,8 +9,8 @@ Usage::
 :class:`pipeline.enrich.options.FeatureOptions`). ``--scheduler`` runs the computation on a
 dask.distributed scheduler instead of local threads. Exit status 2 on user errors.
 
-A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling.layout`)
-keeps the plan's dates and uses the plan's PCA, and computes the stem on the AOI grid (stride-2
+A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling.layout`;
+``--cube`` is then the tile's cube, or its composite on a regular time grid) keeps the plan's dates and uses the plan's PCA, and computes the stem on the AOI grid (stride-2
 phase, border and upsampling of the whole AOI), so that its features equal the untiled ones
 except within the stem halo of its window edges inside the AOI (the overlap the mosaic drops).
 """
@@ -29,7 +29,7 @@ from pipeline.enrich import FeatureOptions, build_features
 from pipeline.errors import ConfigError, GridError
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.tiling.plan import TilePlan
+from pipeline.tiling.plan import TilePlan, check_tile_store
 from pipeline.tiling.windows import Tile
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,7 @@ def run_features(
 def build_tile_features(cube: xr.Dataset, plan: TilePlan, tile: Tile, options: FeatureOptions) -> xr.Dataset:
     """Lazy features of one tile's cube (its window of the AOI grid) with the AOI's dates and
     PCA; dims and dtypes of :func:`pipeline.enrich.build_features`."""
-    if cube.attrs.get("tile") != tile.id or (cube.sizes["y"], cube.sizes["x"]) != tile.window.shape:
-        raise GridError(f"the cube is not the cube of tile {tile.id} (window {tile.to_dict()['window']}); "
-                        f"the tiling changed - rerun the workflow")
+    check_tile_store(cube, tile, "cube")
     missing = np.setdiff1d(plan.dates, cube.time.values.astype("datetime64[ns]"))
     if missing.size:
         raise GridError(f"tile {tile.id}'s cube lacks {missing.size} date(s) of the plan (first {missing[0]}); "

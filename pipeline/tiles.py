@@ -1,9 +1,10 @@
 """Stage ``tiles``: the AOI-level steps of a tiled AOI (``runtime.tiling.tile_size``), one subcommand each.
 
 ``python -m pipeline.tiles plan --cubes results/x/tiles/r0c0/cube.zarr ... --layout '<layout JSON>'
---cube-options '<cube JSON>' --features '<features JSON>' --plan results/x/tiles/plan.json
---grid results/x/tiles/grid.zarr``: what the AOI decides once for all its tiles (the dates kept
-and the PCA) -> ``plan.json`` + ``grid.zarr`` (:func:`pipeline.tiling.plan.plan_tiles`).
+--cube-options '<cube JSON>' --aoi '<aois.x JSON>' --features '<features JSON>' --plan results/x/tiles/plan.json
+--grid results/x/tiles/grid.zarr``: what the AOI decides once for all its tiles (the dates kept,
+the AOI's clear fractions the tile composites use on a time grid, and the PCA) -> ``plan.json``
++ ``grid.zarr`` (:func:`pipeline.tiling.plan.plan_tiles`).
 
 ``python -m pipeline.tiles mosaic-features --tiles results/x/tiles/r0c0/features.zarr ...
 --plan results/x/tiles/plan.json --grid results/x/tiles/grid.zarr --out results/x/features.zarr``:
@@ -14,8 +15,8 @@ the tile feature stores -> the AOI's ``features.zarr``
 --plan results/x/tiles/plan.json --model results/x/models/semi_convlstm --out results/x/maps/semi_convlstm``:
 the tile maps -> the AOI's map folder, VRT + COG (:func:`pipeline.tiling.mosaic.run_mosaic_map`).
 
-The per-tile cube, features and prediction are the untiled stages with ``--tile``
-(:mod:`pipeline.cube`, :mod:`pipeline.features`, :mod:`pipeline.predict`).
+The per-tile cube, composite, features and prediction are the untiled stages with ``--tile``
+(:mod:`pipeline.cube`, :mod:`pipeline.composite`, :mod:`pipeline.features`, :mod:`pipeline.predict`).
 """
 
 from __future__ import annotations
@@ -26,18 +27,29 @@ from pathlib import Path
 from pipeline.cli import add_common_options, run_stage
 from pipeline.config import parse_options
 from pipeline.enrich import FeatureOptions
+from pipeline.errors import ConfigError
+from pipeline.raster.load import CubeOptions
+from pipeline.stac.aoi import aoi_from_config
 from pipeline.tiling.layout import TileLayout
 from pipeline.tiling.mosaic import run_mosaic_features, run_mosaic_map
 from pipeline.tiling.plan import plan_tiles
+from pipeline.timegrid.grid import time_grid
 
 
 def plan(args: argparse.Namespace) -> None:
-    """``plan``: write the AOI's ``plan.json`` and ``grid.zarr``."""
-    cube_options = parse_options(args.cube_options, what="cube")
+    """``plan``: write the AOI's ``plan.json`` and ``grid.zarr`` (on the time grid of
+    ``cube.period`` over the AOI's dates when it is set)."""
+    cube = CubeOptions.from_options(parse_options(args.cube_options, what="cube"))
+    grid = None
+    if cube.period is not None:
+        if args.aoi is None:
+            raise ConfigError("cube.period is set: the tile plan needs --aoi (the aois.<name> entry: start, end)")
+        aoi = aoi_from_config("aoi", parse_options(args.aoi, what="aoi"))
+        grid = time_grid(aoi.start, aoi.end, cube.period)
     plan_tiles(args.cubes, TileLayout.from_dict(parse_options(args.layout, what="layout")),
-               min_valid_fraction=float(cube_options.get("min_valid_fraction", 0.0)),
-               features=FeatureOptions.from_json(args.features), plan_path=args.plan, grid_path=args.grid,
-               threads=args.threads)
+               min_valid_fraction=cube.min_valid_fraction, features=FeatureOptions.from_json(args.features),
+               plan_path=args.plan, grid_path=args.grid, threads=args.threads, time_grid=grid,
+               composite=cube.composite, fill=cube.fill)
 
 
 def mosaic_features(args: argparse.Namespace) -> None:
@@ -60,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="What a tiled AOI decides once for all its tiles -> plan.json + grid.zarr."))
     p.add_argument("--cubes", required=True, nargs="+", type=Path, help="tile cube.zarr stores, in layout order")
     p.add_argument("--layout", required=True, help="the AOI's tile layout as JSON (pipeline.tiling.layout)")
-    p.add_argument("--cube-options", default="{}", help="the cube config section as JSON (min_valid_fraction)")
+    p.add_argument("--cube-options", default="{}",
+                   help="the cube config section as JSON (min_valid_fraction; period, composite, fill)")
+    p.add_argument("--aoi", default=None, help="the aois.<name> entry as JSON (start, end: the time grid)")
     p.add_argument("--features", default="{}", help="the features config section as JSON (PCA)")
     p.add_argument("--plan", required=True, type=Path, help="plan.json to write")
     p.add_argument("--grid", required=True, type=Path, help="grid.zarr to write")

@@ -147,8 +147,8 @@ def with_test_design(labels, classes, **design):
 def paper_protocol(config: dict) -> dict:
     """``config`` with the overrides of the paper-protocol profile (per-date cube, per-date labels
     with cloud and shadow classes, the map of the last date), merged key by key as Snakemake
-    merges config files: the plumbing tests run the per-date path, which the tiling and
-    cloud-cover machinery need; the period path has its own workflow tests."""
+    merges config files: the plumbing tests run the per-date path, which the cloud-cover
+    experiment needs; the period path has its own workflow tests (demo period map, tiling)."""
     import yaml
 
     profile = REPO / "workflow" / "profiles" / "paper-protocol" / "paper-protocol.yaml"

@@ -182,3 +182,71 @@ def test_tiling_config_is_checked() -> None:
     config["train"]["relearning"] = "object"
     with pytest.raises(ConfigError, match="'object' relearning segments whole dates"):
         check_config(config)
+
+
+def test_tile_composites_on_the_aoi_grid_equal_the_untiled_composite(tmp_path: Path) -> None:
+    """cube.period with tiles: the plan composites the AOI mosaic for its grid store and PCA, and
+    each tile's composite (python -m pipeline.composite --plan --tile) and features equal the
+    untiled composite and features on the tile's core; the 'best' composite ranks acquisitions by
+    their AOI-level clear fraction even where a tile's own fraction orders them otherwise."""
+    import datetime as dt
+
+    from pipeline.composite import run_composite
+    from pipeline.errors import GridError
+    from pipeline.features import run_features
+    from pipeline.raster.load import CubeOptions
+    from pipeline.tiling.plan import TilePlan, plan_tiles
+    from pipeline.timegrid.composite import composite_cube
+    from pipeline.timegrid.grid import time_grid
+
+    cube = synthetic_cube((40, 44), dates=8, seed=2)  # 2021-01-01 + 16 d steps; date 1 ~10 % valid
+    aoi = {"bbox": [113.0, 28.1, 113.01, 28.11], "start": "2021-01-01", "end": "2021-05-31", "crs": "EPSG:32649"}
+    grid = time_grid(dt.date(2021, 1, 1), dt.date(2021, 5, 31), "1MS")  # 5 steps; May holds no acquisition
+    layout = tile_layout((40, 44), tile_size=24, overlap=16)
+    options = FeatureOptions(stem="gabor", pca_sample=400, chunk=16, dtype="float32", device="cpu")
+    aoi_fraction = (cube["valid"].sum(("y", "x")) / (40 * 44)).astype(np.float32).values
+    paths = []
+    for tile in layout.tiles:  # the tile's own fractions, reversed: ranking by them would pick other dates
+        part = tile_cube(cube, tile).assign(valid_fraction=("time", (1 - aoi_fraction).astype(np.float32)))
+        paths.append(write_zarr_atomic(part, tmp_path / "tiles" / tile.id / "cube.zarr"))
+    plan = plan_tiles(paths, layout, min_valid_fraction=0.3, features=options, plan_path=tmp_path / "plan.json",
+                      grid_path=tmp_path / "grid.zarr", time_grid=grid, composite="best", fill="linear")
+    kept = [0, 2, 3, 4, 5, 6, 7]  # date 1 is below min_valid_fraction, as the untiled cube stage drops it
+    untiled = composite_cube(cube.isel(time=kept).assign(valid_fraction=("time", aoi_fraction[kept])), grid,
+                             method="best", fill="linear")
+    assert TilePlan.read(tmp_path / "plan.json").to_dict() == plan.to_dict()
+    np.testing.assert_array_equal(plan.dates, grid.starts)
+    np.testing.assert_array_equal(plan.time_grid.acquisitions, cube.time.values[kept])
+    stored = xr.open_zarr(tmp_path / "grid.zarr")
+    for name in ("valid", "valid_fraction", "aoi_mask"):
+        np.testing.assert_array_equal(stored[name].values, untiled[name].values, err_msg=name)
+    assert stored.attrs["time_grid"] == untiled.attrs["time_grid"] and stored.attrs["time_grid"]["empty_steps"] == 1
+    np.testing.assert_array_equal(stored["item_ids"].values, untiled["item_ids"].values)
+    untiled_fit = fit_cube_pca(untiled, options)
+    np.testing.assert_allclose(plan.pca.components, untiled_fit.components, rtol=0, atol=1e-6)
+
+    expected = build_features(untiled, options).compute()
+    cube_options = CubeOptions(period="1MS", composite="best", fill="linear")
+    picked_differently = 0
+    for tile, path in zip(layout.tiles, paths, strict=True):
+        out = run_composite(path, aoi, cube_options, tmp_path / "tiles" / tile.id / "composite.zarr",
+                            plan=plan, tile=tile.id)
+        got = xr.open_zarr(out).isel(y=tile.core_in_window[0], x=tile.core_in_window[1])
+        ref = untiled.isel(y=tile.core.slices[0], x=tile.core.slices[1])
+        for name in ("reflectance", "valid", "clear_count"):
+            np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=f"{tile.id} {name}")
+        mine = composite_cube(xr.open_zarr(path).isel(time=kept), grid, method="best", fill="linear")
+        core = mine["reflectance"].isel(y=tile.core_in_window[0], x=tile.core_in_window[1]).values
+        picked_differently += int((~np.isclose(core, ref["reflectance"].values, equal_nan=True)).sum())
+        feats = xr.open_zarr(run_features(out, tmp_path / "tiles" / tile.id / "features.zarr", options=options,
+                                          plan=plan, tile=tile.id))
+        np.testing.assert_allclose(feats["features"].isel(y=tile.core_in_window[0], x=tile.core_in_window[1]).values,
+                                   expected["features"].isel(y=tile.core.slices[0], x=tile.core.slices[1]).values,
+                                   rtol=0, atol=2e-5, err_msg=tile.id)
+    assert picked_differently > 0  # the tiles' own fractions would have changed the 'best' picks
+
+    with pytest.raises(GridError, match="another time grid"):
+        run_composite(paths[0], aoi, CubeOptions(period="16D", composite="best", fill="linear"),
+                      tmp_path / "other.zarr", plan=plan, tile=layout.tiles[0].id)
+    with pytest.raises(GridError, match="not the cube of tile r0c1"):
+        run_composite(paths[0], aoi, cube_options, tmp_path / "other.zarr", plan=plan, tile="r0c1")

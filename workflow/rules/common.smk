@@ -296,15 +296,16 @@ def tile_json(wildcards):
     return json.dumps(TILE_LAYOUTS[wildcards.aoi].tile(wildcards.tile).to_dict())
 
 
-def tile_predict_args(wildcards, input):
-    """`--plan PLAN --tile ID` for the prediction of one tile (its input plan), else nothing."""
+def tile_args(wildcards, input):
+    """`--plan PLAN --tile ID` for a stage run on one tile (its input plan: composite, predict), else nothing."""
     return f"--plan {input.plan} --tile {wildcards.tile}" if "plan" in input.keys() else ""
 
 
 def tile_cube_json():
-    """The flat cube options for tile cubes: min_valid_fraction is decided per AOI (plan_tiles), so
-    changing it does not reload the tiles."""
-    return json.dumps({k: v for k, v in flat_section(config, "cube").items() if k != "min_valid_fraction"})
+    """The flat cube options for tile cubes: min_valid_fraction is decided per AOI (plan_tiles) and
+    the time-grid keys apply after loading, so changing them does not reload the tiles."""
+    return json.dumps({k: v for k, v in flat_section(config, "cube").items()
+                       if k != "min_valid_fraction" and k not in GRID_KEYS})
 
 
 def tile_paths(wildcards, name):
@@ -315,6 +316,12 @@ def tile_paths(wildcards, name):
 def tile_cubes(wildcards):
     """Every tile cube of this job's AOI."""
     return tile_paths(wildcards, "cube.zarr")
+
+
+def tile_series(wildcards):
+    """The series a tile's features enrich: its composite on the regular grid when cube.period
+    is set, else its cube."""
+    return f"results/{wildcards.aoi}/tiles/{wildcards.tile}/{'composite.zarr' if PERIOD_GRID else 'cube.zarr'}"
 
 
 def tile_features(wildcards):
@@ -336,7 +343,8 @@ def tile_map_folders(wildcards):
 # ---- regular time grid (workflow/rules/composite.smk) ---------------------------------------
 # With cube.period set, the cube is composited on a regular grid (results/{aoi}/composite.zarr)
 # and every stage after the cube reads that store instead: its dates are the grid's steps.
-# check_config rejects cube.period together with runtime.tiling.tile_size (not yet available).
+# A tiled AOI composites each tile (tiles.smk: composite_tile_cube) with the plan's acquisitions;
+# its label and evaluation stages read the AOI grid store of the plan.
 GRID_KEYS = ("period", "composite", "fill")
 PERIOD_GRID = config["cube"]["period"] is not None
 
@@ -359,9 +367,10 @@ def series_store(wildcards):
 
 
 def time_grid_store(wildcards):
-    """The store the label and evaluation stages read the AOI grid and dates from: the composite
-    when cube.period is set, else aoi_grid_store (the cube, or a tiled AOI's grid store)."""
-    return series_store(wildcards) if PERIOD_GRID else aoi_grid_store(wildcards)
+    """The store the label and evaluation stages read the AOI grid and dates from: a tiled AOI's
+    grid store (the plan's dates: steps of the grid or acquisitions), else the series the
+    features enrich (the composite, or the cube)."""
+    return aoi_grid_store(wildcards) if TILED else series_store(wildcards)
 
 
 def per_date_features(wildcards):

@@ -1,5 +1,6 @@
 # The cube on a regular time grid (cube.period): per step, the composite of the clear observations
 # (cube.composite), gaps filled in time (cube.fill) but kept invalid, empty steps kept as missing.
+# A tiled AOI composites each tile with `use rule composite_cube as composite_tile_cube` (tiles.smk).
 
 
 rule composite_cube:
@@ -10,6 +11,7 @@ rule composite_cube:
     params:
         aoi=aoi_json,
         grid=grid_json(),
+        tile=tile_args,
     log:
         "logs/composite_cube/{aoi}.log",
     benchmark:
@@ -21,4 +23,4 @@ rule composite_cube:
         "../../envs/cube.yaml"
     shell:
         "python -m pipeline.composite --cube {input.cube} --aoi {params.aoi:q} --options {params.grid:q}"
-        " --out {output.composite} --threads {threads} > {log} 2>&1"
+        " --out {output.composite} {params.tile} --threads {threads} > {log} 2>&1"

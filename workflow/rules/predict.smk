@@ -18,7 +18,7 @@ rule predict_map:
         options=predict_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),
-        tile=tile_predict_args,
+        tile=tile_args,
     log:
         "logs/predict_map/{aoi}/{model}.log",
     benchmark:

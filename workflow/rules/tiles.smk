@@ -1,7 +1,7 @@
-# Large AOIs as tiles (runtime.tiling.tile_size; included by the Snakefile only then): cube, features
-# and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid, pipeline.tiling.layout);
-# the dates kept and the PCA per AOI (plan_tiles), training on the AOI mosaic of the tile
-# features, and one mosaic map per AOI and model at the untiled paths
+# Large AOIs as tiles (runtime.tiling.tile_size; included by the Snakefile only then): cube, composite
+# (cube.period), features and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid,
+# pipeline.tiling.layout); the dates kept, the AOI's clear fractions and the PCA per AOI
+# (plan_tiles), training on the AOI mosaic of the tile features, and one mosaic map per AOI and model at the untiled paths
 # (results/{aoi}/maps/{model}/). The AOI-level steps are `python -m pipeline.tiles <subcommand>`.
 # The mosaic rules make the AOI-level files the untiled rules make, so they take precedence.
 
@@ -44,6 +44,7 @@ rule plan_tiles:
         grid=directory("results/{aoi}/tiles/grid.zarr"),
     params:
         layout=layout_json,
+        aoi=aoi_json,
         cube=section_json("cube"),
         features=section_json("features"),
     log:
@@ -57,13 +58,25 @@ rule plan_tiles:
         "../../envs/features.yaml"
     shell:
         "python -m pipeline.tiles plan --cubes {input.cubes} --layout {params.layout:q}"
-        " --cube-options {params.cube:q} --features {params.features:q} --plan {output.plan}"
+        " --cube-options {params.cube:q} --aoi {params.aoi:q} --features {params.features:q} --plan {output.plan}"
         " --grid {output.grid} --threads {threads} > {log} 2>&1"
+
+
+use rule composite_cube as composite_tile_cube with:
+    input:
+        cube="results/{aoi}/tiles/{tile}/cube.zarr",
+        plan="results/{aoi}/tiles/plan.json",
+    output:
+        composite=directory("results/{aoi}/tiles/{tile}/composite.zarr"),
+    log:
+        "logs/composite_tile_cube/{aoi}/{tile}.log",
+    benchmark:
+        "benchmarks/composite_tile_cube/{aoi}/{tile}.tsv"
 
 
 rule build_tile_features:
     input:
-        cube="results/{aoi}/tiles/{tile}/cube.zarr",
+        cube=tile_series,
         plan="results/{aoi}/tiles/plan.json",
     output:
         features=directory("results/{aoi}/tiles/{tile}/features.zarr"),
