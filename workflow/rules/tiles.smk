@@ -2,8 +2,9 @@
 # (cube.period), features and prediction per tile ({tile} = r0c0, r0c1, ... of the AOI grid,
 # pipeline.tiling.layout); the dates kept, the AOI's clear fractions and the PCA per AOI
 # (plan_tiles), training on the AOI mosaic of the tile features, and one mosaic map per AOI and
-# model at the untiled paths (results/{aoi}/maps/{model}/). The AOI-level steps are `python -m pipeline.tiles <subcommand>`.
-# The mosaic rules make the AOI-level files the untiled rules make, so they take precedence.
+# model at the untiled paths (results/{aoi}/maps/{model}/). The AOI-level steps are
+# `python -m pipeline.tiles <subcommand>`. The mosaic rules make the AOI-level files the untiled
+# rules make, so they take precedence.
 
 
 ruleorder: mosaic_features > build_features
