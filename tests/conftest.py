@@ -1,7 +1,11 @@
-"""Shared fixtures: the ../shared reference data and servers started on 127.0.0.1."""
+"""Shared fixtures: the ../shared reference data, servers started on 127.0.0.1, and the tiny demo
+workflow run once per session (``demo_run``) that the workflow tests read."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +33,8 @@ class RangeServer:
 
     def __init__(self, root: Path) -> None:
         from werkzeug.serving import make_server
-        from werkzeug.wrappers import Request, Response
         from werkzeug.utils import send_file
+        from werkzeug.wrappers import Request, Response
 
         self.root = root.resolve()
         self.requests: list[tuple[str, str | None]] = []
@@ -160,3 +164,46 @@ def paper_protocol(config: dict) -> dict:
         return out
 
     return merged(config, yaml.safe_load(profile.read_text()))
+
+
+def small_config() -> dict:
+    """The tiny demo (a 61 x 61 px AOI, 10 dates, 2 epochs of 6 windows) on the per-date path: every
+    stage of `maps` runs, in about a minute on 2 cores."""
+    import yaml
+
+    config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config["demo"].update(size=72, n_dates=10, overcast_dates=1, start="2021-01-01", end="2021-12-31")
+    lon, lat = config["demo"]["center"]
+    config["train"].update(time_steps=4, patch=16, stride=8, epochs=2, max_windows_per_epoch=6)
+    config["train"]["convlstm"].update(hidden=8, rampup_epochs=1)
+    config["evaluation"].update(min_per_stratum=5, target_se=0.05)
+    config["aois"] = {"mini": {"bbox": [lon - 0.009, lat - 0.008, lon + 0.009, lat + 0.008],
+                               "start": "2021-01-01", "end": "2021-12-31", "crs": "EPSG:32649"}}
+    return config
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", *args]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`snakemake maps` on :func:`small_config`, run once for the whole session. Tests only read
+    it (dry runs included); a test that reruns or damages outputs works on :func:`copy_run`."""
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
+    proc = snakemake(workdir, "maps")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of the workflow folder ``run`` (results, the demo catalog, Snakemake's metadata) at
+    ``dest``, modification times kept, so that Snakemake finds it up to date. Frozen STAC items
+    still point at ``run``'s catalog (absolute hrefs), which stays in place for the session."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest

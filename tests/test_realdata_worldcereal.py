@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import worldcereal
-from test_workflow_demo import snakemake
+from conftest import snakemake
 
 GRID = Affine(10.0, 0.0, 501360.0, 0.0, -10.0, 5629680.0)
 AOI = "wcbe"

@@ -2,7 +2,8 @@
 `snakemake --rerun-incomplete maps` finishes with outputs identical to an uninterrupted run, and
 no stage ever leaves a half-written output at its final path.
 
-The tiny demo workflow runs in a tmp folder. One run is killed (SIGKILL to the whole Snakemake
+The tiny demo workflow runs in a tmp folder; the uninterrupted run is the session's shared demo
+run (tests/conftest.py ``demo_run``, the same config). One run is killed (SIGKILL to the whole Snakemake
 process group, as a power cut or an OOM killer would) while the cube is being written, then while
 the features are being written, then - killing only the training process, so that Snakemake
 itself sees the job fail and cleans up after it - between two training checkpoints, then during
@@ -12,7 +13,8 @@ Comparisons are exact (bit-for-bit arrays and COG pixels; training is determinis
 resumes bit-identically from its checkpoint); only wall-clock fields (``seconds``, the report's
 ``generated`` time) and the tmp folder's path are left out.
 
-The helpers here are shared with tests/test_reliability_soak.py (same session: one reference run).
+The helpers here are shared with tests/test_reliability_soak.py (same session: one reference run,
+which the soak test copies before it kills anything).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import rasterio
 import torch
 import xarray as xr
 import yaml
-from test_workflow_demo import small_config
+from conftest import small_config
 
 from pipeline.models.files import load_checkpoint
 from pipeline.raster.zarr_io import store_problem
@@ -53,10 +55,11 @@ TEXT_FILES = (MAP_DIR / "classes.qml", MAP_DIR / "item.json", MODEL_DIR / "model
 
 
 def fault_config() -> dict[str, Any]:
-    """The tiny demo of tests/test_workflow_demo.py with 3 epochs (room to kill between checkpoints)."""
-    config = small_config()
-    config["train"]["epochs"] = 3
-    return config
+    """The tiny demo of tests/test_workflow_demo.py (2 epochs: room to kill between two checkpoints)."""
+    return small_config()
+
+
+EPOCHS = fault_config()["train"]["epochs"]
 
 
 def new_workdir(path: Path) -> Path:
@@ -141,10 +144,21 @@ def recover(workdir: Path, *command: str, timeout: float = 300) -> subprocess.Co
 # --------------------------------------------------------------------------- snapshots
 
 
+def _neutral(text: str, workdir: Path) -> str:
+    """``text`` with the tmp folder's path - and that of the run it was copied from
+    (:data:`ORIGINS`) - replaced by ``<workdir>``."""
+    for path in (workdir, *ORIGINS.get(workdir, ())):
+        text = text.replace(str(path), "<workdir>")
+    return text
+
+
+ORIGINS: dict[Path, list[Path]] = {}  # a copied run folder -> the folder it was copied from
+
+
 def _without_volatile(obj: Any, workdir: Path) -> Any:
     """JSON-like ``obj`` without wall-clock fields, with the tmp folder's path and the port of the
     loopback STAC API (links in items.json) neutralised."""
-    text = json.dumps(obj, sort_keys=True, default=str).replace(str(workdir), "<workdir>")
+    text = _neutral(json.dumps(obj, sort_keys=True, default=str), workdir)
     data = json.loads(re.sub(r"http://127\.0\.0\.1:\d+", "<loopback STAC API>", text))  # the search's own server
 
     def strip(o: Any) -> Any:
@@ -164,7 +178,7 @@ def _text(path: Path, workdir: Path) -> Any:
     if path.suffix == ".csv":
         rows = list(csv.DictReader(io.StringIO(raw)))
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    raw = raw.replace(str(workdir), "<workdir>")
+    raw = _neutral(raw, workdir)
     return re.sub(r"&quot;generated&quot;: &quot;[^&]*&quot;", "", raw)
 
 
@@ -228,23 +242,23 @@ def assert_no_partial_outputs(workdir: Path, ref: dict[str, Any]) -> dict[str, A
 _REFERENCE: dict[str, Any] = {}
 
 
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """The uninterrupted run of this session (built once): its folder and its snapshot."""
+def reference(demo_run: Path) -> tuple[Path, dict[str, Any]]:
+    """The uninterrupted run of this session (conftest's ``demo_run``, built once): its folder and
+    its snapshot. Read only: a test that reruns or kills works on a copy (conftest ``copy_run``)."""
     if not _REFERENCE:
-        workdir = new_workdir(tmp_path_factory.mktemp("reference"))
-        proc = run(workdir, "maps")
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        snap = snapshot(workdir)
+        assert yaml.safe_load((demo_run / "config.yaml").read_text()) == yaml.safe_load(
+            yaml.safe_dump(fault_config(), sort_keys=False))
+        snap = snapshot(demo_run)
         assert {"cube.zarr/reflectance", "features.zarr/features", "labels.zarr/labels", "model.pt/head.weight",
                 "classes.tif", str(REPORT_DIR / "accuracy.json")} <= set(snap)
-        assert snap["checkpoint.pt/epoch"] == 3
-        _REFERENCE.update(workdir=workdir, snap=snap)
+        assert snap["checkpoint.pt/epoch"] == EPOCHS
+        _REFERENCE.update(workdir=demo_run, snap=snap)
     return _REFERENCE["workdir"], _REFERENCE["snap"]
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    return reference(tmp_path_factory)
+def reference_run(demo_run: Path) -> tuple[Path, dict[str, Any]]:
+    return reference(demo_run)
 
 
 # --------------------------------------------------------------------------- the test
@@ -290,7 +304,7 @@ def test_killed_during_cube_features_training_and_prediction_then_rerun_incomple
     assert "Error in rule train_model" in out and "exit status 137" in out  # killed, seen as a failed job
     assert not (workdir / MODEL_DIR / "model_card.json").exists()
     ck = load_checkpoint(checkpoint)
-    assert 1 <= ck["epoch"] < 3, ck["epoch"]
+    assert 1 <= ck["epoch"] < EPOCHS, ck["epoch"]
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"] == ck["epoch"]
     assert_no_partial_outputs(workdir, ref)
 

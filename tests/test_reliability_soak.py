@@ -11,6 +11,8 @@ stage hit depends on the machine's speed - the test logs which jobs were running
 A kill in the first second or two of a round lands while Snakemake deletes the forced job's old
 outputs (a non-atomic rmtree): the half-deleted store must fail its completion manifest and be
 rebuilt by the recovery (pipeline.raster.zarr_io) - the failure this soak once found.
+The rounds run on a copy of the session's demo run (tests/conftest.py ``demo_run``), which the
+other workflow tests read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_run
 from test_reliability_kill import (
+    ORIGINS,
     assert_no_partial_outputs,
     assert_same,
     group_alive,
@@ -61,9 +65,14 @@ def kill_after(proc, seconds: float) -> bool:
 
 @pytest.mark.soak  # runs by default; `-m 'not soak'` leaves it out
 @pytest.mark.workflow
-def test_three_rounds_of_random_kills_end_with_identical_outputs(tmp_path_factory: pytest.TempPathFactory,
+def test_three_rounds_of_random_kills_end_with_identical_outputs(demo_run: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    workdir, ref = reference(tmp_path_factory)
+    origin, ref = reference(demo_run)
+    workdir = copy_run(origin, tmp_path / "run")
+    ORIGINS[workdir] = [origin]  # the copied outputs name the shared run's folder
+    assert_same(snapshot(workdir), ref, complete=True)
+    dry = run(workdir, "-n", "maps")  # the copy is up to date: modification times and metadata kept
+    assert "Nothing to be done" in dry.stdout + dry.stderr
     rng = random.Random(SEED)
     kills: list[str] = []
     with capsys.disabled():

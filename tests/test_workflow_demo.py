@@ -1,46 +1,18 @@
 """The workflow end to end on a small embedded demo: `snakemake maps` builds every stage's
-output, a second run does nothing, and a changed parameter reruns only what depends on it."""
+output, a second run does nothing, and a changed parameter reruns only what depends on it.
+The demo run is the session's (tests/conftest.py ``demo_run``), shared with the reliability tests."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import paper_protocol
+from conftest import small_config, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def small_config() -> dict:
-    config = paper_protocol(yaml.safe_load((REPO / "config.yaml").read_text()))
-    config["demo"].update(size=72, n_dates=10, overcast_dates=1, start="2021-01-01", end="2021-12-31")
-    lon, lat = config["demo"]["center"]
-    config["train"].update(time_steps=4, patch=16, stride=8, epochs=2, max_windows_per_epoch=6)
-    config["train"]["convlstm"].update(hidden=8, rampup_epochs=1)
-    config["evaluation"].update(min_per_stratum=5, target_se=0.05)
-    config["aois"] = {"mini": {"bbox": [lon - 0.009, lat - 0.008, lon + 0.009, lat + 0.008],
-                               "start": "2021-01-01", "end": "2021-12-31", "crs": "EPSG:32649"}}
-    return config
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("demo")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
-    proc = snakemake(workdir, "maps")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
 
 
 @pytest.mark.workflow
@@ -102,13 +74,13 @@ def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
 
 
 @pytest.mark.workflow
-def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_run: Path) -> None:
+def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_run: Path, tmp_path: Path) -> None:
     proc = snakemake(demo_run, "-n", "maps")
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 
     config = yaml.safe_load((demo_run / "config.yaml").read_text())
     config["cube"]["min_valid_fraction"] = 0.05
-    changed = demo_run / "changed.yaml"
+    changed = tmp_path / "changed.yaml"  # dry runs only: the shared run stays as it is
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
     out = proc.stdout + proc.stderr
