@@ -1,14 +1,23 @@
-"""Shared fixtures: the ../shared reference data, servers started on 127.0.0.1, and the tiny demo
-workflow run once per session (``demo_run``) that the workflow tests read."""
+"""Shared fixtures: the ../shared reference data, servers started on 127.0.0.1, and the workflow
+runs that several tests read, made once per session (``demo_run``, ``period_run``) and started in
+the background when the session starts (:class:`Prefetch`), so that they run on the second core
+while the tests before their first user run on the first."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -182,21 +191,235 @@ def small_config() -> dict:
     return config
 
 
+def period_config() -> dict:
+    """The small demo as the product runs it: monthly composites, one land-cover raster, the map of 2021."""
+    import yaml
+
+    config = small_config()
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    for key in ("cube", "labels", "predict"):
+        config[key] = {**config[key], **base[key]}
+    config["classes"] = base["classes"]
+    return config
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", *args]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
+    return subprocess.run(snakemake_cmd(workdir, *args), check=False, capture_output=True, text=True, timeout=900)
+
+
+def run_together(*commands: list[str], cwd: Path | None = None,
+                 timeout: float = 300) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands (dry runs) started together - the machine's cores share them - and
+    waited for; their results in order. Output goes to files, so no pipe fills up and blocks."""
+    with ExitStack() as stack:
+        started = []
+        for cmd in commands:
+            out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+            started.append((cmd, subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err), out, err))
+        deadline = time.monotonic() + timeout
+        results = []
+        for cmd, proc, out, err in started:
+            try:
+                code = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                for _, other, _, _ in started:
+                    other.kill()
+                raise
+            results.append(subprocess.CompletedProcess(cmd, code, _read(out), _read(err)))
+        return results
+
+
+def _read(fh: IO[bytes]) -> str:
+    fh.seek(0)
+    return fh.read().decode(errors="replace")
+
+
+# --------------------------------------------------------------------------- workflow runs, started early
+
+
+class Prefetch:
+    """Work that a fixture needs, queued when the session starts and done in a background thread
+    on the machine's second core while the tests before its first user run on the first; the
+    fixture waits for it (:func:`prefetched`), or does it itself if the background has not
+    started it yet. ``steps`` run one after the other: a command (run in its own process group,
+    its result a CompletedProcess; a non-zero exit ends the work) or a callable (its result what
+    it returns; what it raises ends the work and is raised again to whoever waits). ``after``:
+    work to finish first. ``on_stop``: called when the session ends before the work (kill what
+    a callable step started)."""
+
+    def __init__(self, name: str, workdir: Path, steps: list[list[str] | Callable[[], Any]], *,
+                 after: Prefetch | None = None, on_stop: Callable[[], None] | None = None,
+                 timeout: float = 900) -> None:
+        self.name, self.workdir, self.steps, self.after, self.timeout = name, workdir, steps, after, timeout
+        self.on_stop = on_stop
+        self.results: list[Any] = []  # per step: its result, or the exception that ended the work
+        self.started = False  # claimed by the background thread or by a fixture (under _LOCK)
+        self.done = [threading.Event() for _ in steps]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def claim(self) -> bool:
+        with _LOCK:
+            if self.started:
+                return False
+            self.started = True
+            return True
+
+    def finish(self, step: int = -1) -> Any:
+        """The result of ``step`` (default: the last), once it has run: here if nobody started it."""
+        if self.claim():
+            self.run()
+        self.done[step].wait()
+        result = self.results[step]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def run(self) -> None:
+        """Every step in turn (the caller has claimed the work)."""
+        try:
+            if self.after is not None and isinstance(before := self.after.finish(), subprocess.CompletedProcess) \
+                    and before.returncode != 0:
+                self._end(before)  # every step "fails" with the run it needed
+                return
+            for step in self.steps:
+                if self.cancelled:
+                    raise RuntimeError(f"{self.name}: the session ended first")
+                result = step() if callable(step) else self._command(step)
+                if isinstance(result, subprocess.CompletedProcess) and result.returncode != 0:
+                    self._end(result)
+                    return
+                self.results.append(result)
+                self.done[len(self.results) - 1].set()
+        except BaseException as exc:  # noqa: BLE001 - raised again to whoever waits for it
+            self._end(exc)
+
+    def _end(self, result: Any) -> None:
+        while len(self.results) < len(self.steps):
+            self.results.append(result)
+            self.done[len(self.results) - 1].set()
+
+    def _command(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True)
+            try:
+                code = self.proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                code = -signal.SIGKILL
+                err.write(f"\n{self.name}: timed out after {self.timeout} s\n".encode())
+            return subprocess.CompletedProcess(cmd, code, _read(out), _read(err))
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        """Start no further step; kill the running one and everything it started."""
+        self.cancelled = True
+        self._kill()
+        if self.on_stop is not None:
+            self.on_stop()
+
+
+# fixture name -> (tmp_path_factory -> Prefetch | None: None when there is nothing to do): the work
+# that fixtures take from the background. A test module adds its own at import (collection imports
+# every module before the first test runs).
+PREFETCH: dict[str, Callable[[pytest.TempPathFactory], Prefetch | None]] = {}
+_ENTRIES: dict[str, Prefetch | None] = {}
+_LOCK = threading.RLock()
+
+
+def prefetch_entry(name: str, factory: pytest.TempPathFactory) -> Prefetch | None:
+    """The work registered as ``name`` in :data:`PREFETCH`, made (not started) on first use."""
+    with _LOCK:
+        if name not in _ENTRIES:
+            _ENTRIES[name] = PREFETCH[name](factory)
+        return _ENTRIES[name]
+
+
+def prefetched(name: str, factory: pytest.TempPathFactory, step: int = -1) -> tuple[Path, Any]:
+    """The workdir of the work registered as ``name`` and the result of its ``step`` (default:
+    the last), once that step has finished: work the background has not started yet is done here."""
+    run = prefetch_entry(name, factory)
+    if run is None:
+        raise LookupError(f"{name}: nothing to run")
+    return run.workdir, run.finish(step)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _workflow_runs_in_the_background(request: pytest.FixtureRequest,
+                                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Queue the registered work (:data:`PREFETCH`) that the selected tests need, in the order of
+    their first users, and do it in one background thread, one at a time (the tests keep a core).
+    At the end of the session, work still going (an interrupted session) is stopped."""
+    first_use: dict[str, int] = {}
+    for index, item in enumerate(request.session.items):
+        for name in getattr(item, "fixturenames", ()):
+            if name in PREFETCH:
+                first_use.setdefault(name, index)
+    queue = [run for name in sorted(first_use, key=first_use.__getitem__)
+             if (run := prefetch_entry(name, tmp_path_factory)) is not None]
+
+    def work() -> None:
+        for run in queue:
+            if run.claim():
+                run.run()
+
+    thread = threading.Thread(target=work, name="workflow runs", daemon=True)
+    if queue:
+        thread.start()
+    yield
+    for run in queue:
+        run.claim()  # nothing more starts
+        run.stop()
+    if queue:
+        thread.join(timeout=60)
+
+
+def _demo_workdir(factory: pytest.TempPathFactory, name: str, config: dict) -> Path:
+    import yaml
+
+    workdir = factory.mktemp(name)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return workdir
+
+
+def _demo_maps(factory: pytest.TempPathFactory) -> Prefetch:
+    workdir = _demo_workdir(factory, "demo", small_config())
+    return Prefetch("demo_run", workdir, [snakemake_cmd(workdir, "maps")])
+
+
+def _period_maps(factory: pytest.TempPathFactory) -> Prefetch:
+    workdir = _demo_workdir(factory, "period", period_config())
+    return Prefetch("period_run", workdir, [snakemake_cmd(workdir, "maps")])
+
+
+PREFETCH.update(demo_run=_demo_maps, period_run=_period_maps)
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`snakemake maps` on :func:`small_config`, run once for the whole session. Tests only read
-    it (dry runs included); a test that reruns or damages outputs works on :func:`copy_run`."""
-    import yaml
+    """`snakemake maps` on :func:`small_config`, run once for the whole session (in the background
+    from the session's start). Tests only read it (dry runs included); a test that reruns or
+    damages outputs works on :func:`copy_run`."""
+    workdir, proc = prefetched("demo_run", tmp_path_factory)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
 
-    workdir = tmp_path_factory.mktemp("demo")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(small_config(), sort_keys=False))
-    proc = snakemake(workdir, "maps")
+
+@pytest.fixture(scope="session")
+def period_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`snakemake maps` on :func:`period_config` (monthly composites, the map of 2021), once per
+    session, in the background from the session's start. Read only."""
+    workdir, proc = prefetched("period_run", tmp_path_factory)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import paper_protocol
+from conftest import paper_protocol, run_together
 import zarr
 
 from pipeline import experiments
@@ -335,12 +335,24 @@ def tiny_config() -> dict:
     return config
 
 
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", *args, "--snakefile", str(REPO / "Snakefile"),
+            "--directory", str(workdir), "--cores", "1"]
+
+
 def snakemake(workdir: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "snakemake", *args, "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--cores", "1"]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(snakemake_cmd(workdir, *args), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
+
+
+def snakemake_together(workdir: Path, *runs: tuple[str, ...]) -> list[str]:
+    """Independent dry runs of ``workdir`` (one tuple of arguments each), started together."""
+    outputs = []
+    for proc in run_together(*(snakemake_cmd(workdir, *args) for args in runs), timeout=120):
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        outputs.append(proc.stdout + proc.stderr)
+    return outputs
 
 
 def job_counts(text: str) -> dict[str, int]:
@@ -374,7 +386,8 @@ def fake_outputs(workdir: Path, dry_run: str, target: str) -> None:
 @pytest.mark.workflow
 def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))
-    listing = snakemake(tmp_path, "compare", "label_fraction", "time_length", "cloud_cover", "-n", "-p")
+    listing, everything = snakemake_together(  # two dry runs at once
+        tmp_path, ("compare", "label_fraction", "time_length", "cloud_cover", "-n", "-p"), ("experiments", "-n"))
     counts = job_counts(listing)
     # compare: rf + semi_convlstm on the main paths; label_fraction: 0.5 x (convlstm, semi) (1.0 = main
     # runs, which adds the main convlstm); time_length: t=2 (t=4 = main); cloud_cover: < 10 % (100 = main)
@@ -394,25 +407,26 @@ def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     assert options["results/mini/experiments/time_length/2/models/semi_convlstm"]["time_steps"] == 2
     assert options["results/mini/experiments/cloud_cover/10/models/semi_convlstm"]["time_steps"] == 4
     assert options["results/mini/models/semi_convlstm"]["consistency_weight"] == 10.0
-    everything = snakemake(tmp_path, "experiments", "-n")
     assert job_counts(everything)["report_experiments"] == 1 and job_counts(everything)["train_model"] == 3
 
     fake_outputs(tmp_path, everything, "experiments")
-    assert "Nothing to be done" in snakemake(tmp_path, "experiments", "-n")
     config = tiny_config()
     config["experiments"]["label_fraction"]["values"] = [1.0, 0.25]
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    out = snakemake(tmp_path, "experiments", "-n", "--configfile", str(changed))
+    config = tiny_config()
+    config["experiments"]["claim_margin"] = 0.05
+    margin = tmp_path / "margin.yaml"
+    margin.write_text(yaml.safe_dump(config, sort_keys=False))
+    same, out, out_margin = snakemake_together(  # three dry runs at once
+        tmp_path, ("experiments", "-n"), ("experiments", "-n", "--configfile", str(changed)),
+        ("experiments", "-n", "--configfile", str(margin)))
+    assert "Nothing to be done" in same
     assert job_counts(out) == {"train_experiment_model": 2, "predict_experiment_map": 2, "evaluate_experiment_map": 2,
                                "aggregate_experiment": 1, "report_experiments": 1, "experiments": 1}
     assert "label_fraction/0.25/models/convlstm" in out and "experiment=label_fraction" in out
     assert "label_fraction/0.5/" not in out.split("rule aggregate_experiment")[0]
-    config = tiny_config()
-    config["experiments"]["claim_margin"] = 0.05
-    changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    out = snakemake(tmp_path, "experiments", "-n", "--configfile", str(changed))
-    assert job_counts(out) == {"report_experiments": 1, "experiments": 1}
+    assert job_counts(out_margin) == {"report_experiments": 1, "experiments": 1}
 
 
 def test_cross_validation_summary_is_the_mean_and_std_over_folds(tmp_path: Path) -> None:

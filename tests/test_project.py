@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from conftest import run_together
 
 REPO = Path(__file__).resolve().parents[1]
 # conda-forge name -> PyPI name where they differ
@@ -107,16 +108,19 @@ def test_misspelled_config_key_stops_snakemake(tmp_path: Path) -> None:
 
 
 def test_profiles_dry_run(tmp_path: Path) -> None:
-    """The SLURM, paper-GPU and paper-protocol profiles plan the demo (the SLURM executor plugin is installed)."""
+    """The SLURM, paper-GPU and paper-protocol profiles plan the demo (the SLURM executor plugin is
+    installed); the four dry runs start together."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     for name, overrides in (("paper-gpu", "paper.yaml"), ("paper-protocol", "paper-protocol.yaml")):
         paper = tmp_path / "workflow" / "profiles" / name
         paper.mkdir(parents=True)
         (paper / overrides).write_text((REPO / "workflow" / "profiles" / name / overrides).read_text())
-    for profile in ("slurm", "paper-gpu", "local", "paper-protocol"):
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(REPO / "workflow" / "profiles" / profile),
-                               "-n", "maps", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    profiles = ("slurm", "paper-gpu", "local", "paper-protocol")
+    # cwd: the tmp folder, where the profiles' relative config files lie
+    procs = run_together(*([sys.executable, "-m", "snakemake", "--profile", str(REPO / "workflow" / "profiles" / profile),
+                            "-n", "maps", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+                           for profile in profiles), cwd=tmp_path)
+    for profile, proc in zip(profiles, procs, strict=True):
         assert proc.returncode == 0, (profile, proc.stdout[-2000:] + proc.stderr[-2000:])
         assert "train_model" in proc.stdout
 

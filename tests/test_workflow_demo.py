@@ -1,6 +1,7 @@
 """The workflow end to end on a small embedded demo: `snakemake maps` builds every stage's
-output, a second run does nothing, and a changed parameter reruns only what depends on it.
-The demo run is the session's (tests/conftest.py ``demo_run``), shared with the reliability tests."""
+output, a second run does nothing, and a changed parameter reruns only what depends on it; the
+product's defaults (monthly composites) map a period. Both runs are the session's
+(tests/conftest.py ``demo_run``, shared with the reliability tests, and ``period_run``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import small_config, snakemake
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import (
+    period_config,
+    run_together,
+    snakemake,  # noqa: F401 - tests/test_tiling_workflow.py imports it from here
+    snakemake_cmd,
+)
 
 
 @pytest.mark.workflow
@@ -75,67 +79,55 @@ def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
 
 @pytest.mark.workflow
 def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_run: Path, tmp_path: Path) -> None:
-    proc = snakemake(demo_run, "-n", "maps")
-    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+    """Dry runs of the shared run (it stays as it is), started together: as it is, then with a cube,
+    a training and a voting parameter changed (``--configfile``)."""
+    changes = {"cube": ("cube", "min_valid_fraction", 0.05), "train": ("train", "lr", 0.002),
+               "voting": ("voting", "method", "probability")}
+    configfiles = {}
+    for name, (section, key, value) in changes.items():
+        config = yaml.safe_load((demo_run / "config.yaml").read_text())
+        config[section][key] = value
+        configfiles[name] = tmp_path / f"{name}.yaml"
+        configfiles[name].write_text(yaml.safe_dump(config, sort_keys=False))
+    same, cube, train, voting = run_together(
+        snakemake_cmd(demo_run, "-n", "maps"),
+        *(snakemake_cmd(demo_run, "-n", "maps", "--configfile", str(path)) for path in configfiles.values()))
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr
 
-    config = yaml.safe_load((demo_run / "config.yaml").read_text())
-    config["cube"]["min_valid_fraction"] = 0.05
-    changed = tmp_path / "changed.yaml"  # dry runs only: the shared run stays as it is
-    changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    out = cube.stdout + cube.stderr
+    assert cube.returncode == 0, out
     assert "build_cube" in out and "build_features" in out
     assert "search_stac" not in out and "generate_demo" not in out
 
-    config = yaml.safe_load((demo_run / "config.yaml").read_text())
-    config["train"]["lr"] = 0.002
-    changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    out = train.stdout + train.stderr
+    assert train.returncode == 0, out
     for rule in ("train_model", "predict_map", "evaluate_map"):
         assert rule in out
     for rule in ("build_cube", "build_features", "build_labels", "search_stac"):
         assert rule not in out
 
     # the voting is a stage of its own: changing it neither repredicts nor retrains
-    config = yaml.safe_load((demo_run / "config.yaml").read_text())
-    config["voting"]["method"] = "probability"
-    changed.write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = snakemake(demo_run, "-n", "maps", "--configfile", str(changed))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    out = voting.stdout + voting.stderr
+    assert voting.returncode == 0, out
     assert "vote_map" in out and "evaluate_voted_map" in out
     for rule in ("train_model", "predict_map", "rule evaluate_map"):
         assert rule not in out
 
 
-def period_config() -> dict:
-    """The small demo as the product runs it: monthly composites, one land-cover raster, the map of 2021."""
-    config = small_config()
-    base = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key in ("cube", "labels", "predict"):
-        config[key] = {**config[key], **base[key]}
-    config["classes"] = base["classes"]
-    return config
-
-
 @pytest.mark.workflow
-def test_period_map_from_monthly_composites(tmp_path: Path) -> None:
-    """`maps` with the product's defaults: the cube is composited into 12 monthly steps, the models
-    see a clear channel, static labels label the steps of 2021 only, and the map and its report
-    are those of the period 2021, scored on the spatial test blocks."""
+def test_period_map_from_monthly_composites(period_run: Path) -> None:
+    """`maps` with the product's defaults (tests/conftest.py ``period_run``): the cube is composited
+    into 12 monthly steps, the models see a clear channel, static labels label the steps of 2021
+    only, and the map and its report are those of the period 2021, scored on the spatial test blocks."""
     import json
 
     import rasterio
 
     config = period_config()
     assert config["cube"]["period"] == "1MS" and config["labels"]["static"] and config["predict"]["target"] == "period"
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    proc = snakemake(tmp_path, "maps")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    aoi = tmp_path / "results" / "mini"
+    assert yaml.safe_load((period_run / "config.yaml").read_text()) == yaml.safe_load(
+        yaml.safe_dump(config, sort_keys=False))
+    aoi = period_run / "results" / "mini"
     grid = xr.open_zarr(aoi / "composite.zarr")
     assert grid.sizes["time"] == 12 and str(grid.time.values[0])[:10] == "2021-01-01"
     features = xr.open_zarr(aoi / "features.zarr")
