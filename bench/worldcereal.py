@@ -288,39 +288,49 @@ def sensor_config(sensor: str, conv: Converted) -> dict:
     }
 
 
-def convert(dest: str | os.PathLike[str], *, sensors: Sequence[str] = SENSORS, data: Path = DATA,
-            index: bool = True) -> Converted:
-    """Write COGs, catalogs (``index``: through ``python -m pipeline.index``), labels, AOI and one
-    config per sensor under ``dest``; returns their paths."""
+def layout(dest: str | os.PathLike[str], sensors: Sequence[str] = SENSORS) -> Converted:
+    """Where :func:`convert` writes under ``dest`` (the paths, whether or not they exist yet): the
+    paths of a conversion made earlier, e.g. by ``python bench/worldcereal.py DEST``."""
     conv = Converted(dest=Path(dest).resolve())
-    conv.dest.mkdir(parents=True, exist_ok=True)
-    conv.aoi = write_aoi(conv.dest / "aoi.gpkg")
-    conv.reference = write_reference(conv.dest / "reference" / "crop_type_2018.tif", data)
+    conv.aoi = conv.dest / "aoi.gpkg"
+    conv.reference = conv.dest / "reference" / "crop_type_2018.tif"
     for sensor in sensors:
         if sensor not in SENSORS:
             raise ValueError(f"unknown sensor {sensor!r}; choose from {SENSORS}")
-        images = conv.dest / sensor / "images"
-        (convert_landsat if sensor == "landsat8" else convert_sentinel2)(images, data)
-        conv.images[sensor] = images
+        conv.images[sensor] = conv.dest / sensor / "images"
         conv.catalogs[sensor] = conv.dest / sensor / "catalog"
-        if index:
-            index_catalog(images, conv.catalogs[sensor], sensor)
         conv.configs[sensor] = conv.dest / f"{sensor}.yaml"
+    return conv
+
+
+def convert(dest: str | os.PathLike[str], *, sensors: Sequence[str] = SENSORS, data: Path = DATA,
+            index: bool = True) -> Converted:
+    """Write COGs, catalogs (``index``: through ``python -m pipeline.index``), labels, AOI and one
+    config per sensor under ``dest`` (:func:`layout`); returns their paths."""
+    conv = layout(dest, sensors)
+    conv.dest.mkdir(parents=True, exist_ok=True)
+    write_aoi(conv.aoi)
+    write_reference(conv.reference, data)
+    for sensor in sensors:
+        (convert_landsat if sensor == "landsat8" else convert_sentinel2)(conv.images[sensor], data)
+        if index:
+            index_catalog(conv.images[sensor], conv.catalogs[sensor], sensor)
         conv.configs[sensor].write_text(yaml.safe_dump(sensor_config(sensor, conv), sort_keys=False))
     return conv
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python bench/worldcereal.py DEST [--sensors ...] [--no-index]``."""
+    """``python bench/worldcereal.py DEST [--sensors ...] [--no-index] [--data DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", help="folder to write (the snakemake --directory of the runs)")
     parser.add_argument("--sensors", nargs="+", default=list(SENSORS), choices=SENSORS)
     parser.add_argument("--no-index", action="store_true", help="write COGs, labels and configs only")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the patch's netCDFs (default {DATA})")
     args = parser.parse_args(argv)
-    conv = convert(args.dest, sensors=args.sensors, index=not args.no_index)
+    conv = convert(args.dest, sensors=args.sensors, index=not args.no_index, data=args.data)
     for sensor, cfg in conv.configs.items():
         print(f"{sensor}: snakemake --cores 2 maps --directory {conv.dest} --configfile {cfg}")
-    print("classes:", class_counts())
+    print("classes:", class_counts(args.data))
     return 0
 
 

@@ -22,7 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import worldcereal
-from conftest import snakemake
+from conftest import (
+    PREFETCH,
+    SHARED,
+    Prefetch,
+    prefetch_entry,
+    prefetched,
+    snakemake_cmd,
+)
 
 GRID = Affine(10.0, 0.0, 501360.0, 0.0, -10.0, 5629680.0)
 AOI = "wcbe"
@@ -30,6 +37,49 @@ MAP_STEP = "2018-11-24"  # the last 16-day step from the AOI start (2017-08-01) 
 # a training budget for 2 CPU cores; everything else is the project's defaults (the schema's)
 SMALL_TRAIN = {"time_steps": 6, "patch": 32, "stride": 16, "epochs": 2, "max_windows_per_epoch": 6,
                "convlstm": {"hidden": 8, "rampup_epochs": 1}}
+DATA = SHARED / "data" / "worldcereal-be-2018"
+
+
+# The conversions and workflow runs below start in the background when the session starts
+# (tests/conftest.py ``Prefetch``): the fixtures wait for them.
+def convert_cmd(dest: Path, sensor: str) -> list[str]:
+    """``python bench/worldcereal.py``: :func:`worldcereal.convert` of one sensor's data into ``dest``."""
+    return [sys.executable, str(REPO / "bench" / "worldcereal.py"), str(dest), "--sensors", sensor, "--data", str(DATA)]
+
+
+def _landsat_conversion(factory: pytest.TempPathFactory) -> Prefetch | None:
+    if not DATA.is_dir():
+        return None
+    dest = factory.mktemp("worldcereal")
+    return Prefetch("converted", dest, [convert_cmd(dest, "landsat8")])
+
+
+def _landsat_maps(factory: pytest.TempPathFactory) -> Prefetch | None:
+    """`maps` on the Landsat 8 conversion (its folder), with :data:`SMALL_TRAIN`."""
+    conversion = prefetch_entry("converted", factory)
+    if conversion is None:
+        return None
+    workdir = conversion.workdir
+    budget = {"train": SMALL_TRAIN,
+              # the default stem (ImageNet ResNet-18 conv1) from the local file instead of the download
+              "features": {"stem_weights": str(SHARED / "weights" / "resnet18_imagenet_conv1.npz")}}
+    (workdir / "budget.yaml").write_text(yaml.safe_dump(budget))
+    configs = (str(worldcereal.layout(workdir, ("landsat8",)).configs["landsat8"]), str(workdir / "budget.yaml"))
+    return Prefetch("landsat_run", workdir, [snakemake_cmd(workdir, "maps", "--configfile", *configs)],
+                    after=conversion)
+
+
+def _sentinel2_cube(factory: pytest.TempPathFactory) -> Prefetch | None:
+    """The Sentinel-2 conversion and its cube (`snakemake results/wcbe/cube.zarr`) in a folder of their own."""
+    if not DATA.is_dir():
+        return None
+    dest = factory.mktemp("sentinel2")
+    config = worldcereal.layout(dest, ("sentinel2",)).configs["sentinel2"]
+    return Prefetch("sentinel2_cube", dest, [convert_cmd(dest, "sentinel2"),
+                                             snakemake_cmd(dest, f"results/{AOI}/cube.zarr", "--configfile", str(config))])
+
+
+PREFETCH.update(converted=_landsat_conversion, landsat_run=_landsat_maps, sentinel2_cube=_sentinel2_cube)
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +87,32 @@ def data_dir(shared_dir: Path) -> Path:
     data = shared_dir / "data" / "worldcereal-be-2018"
     if not data.is_dir():
         pytest.skip(f"{data} is absent")
+    assert data == DATA
     return data
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, data_dir: Path) -> worldcereal.Converted:
-    return worldcereal.convert(tmp_path_factory.mktemp("worldcereal"), sensors=("landsat8",), data=data_dir)
+def converted(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> worldcereal.Converted:
+    """The Landsat 8 data as a user converts them (`python bench/worldcereal.py DEST --sensors landsat8`)."""
+    dest, proc = prefetched("converted", tmp_path_factory)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return worldcereal.layout(dest, ("landsat8",))
 
 
 @pytest.fixture(scope="module")
-def landsat_run(converted: worldcereal.Converted, shared_dir: Path) -> Path:
-    workdir = converted.dest
-    budget = {"train": SMALL_TRAIN,
-              # the default stem (ImageNet ResNet-18 conv1) from the local file instead of the download
-              "features": {"stem_weights": str(shared_dir / "weights" / "resnet18_imagenet_conv1.npz")}}
-    (workdir / "budget.yaml").write_text(yaml.safe_dump(budget))
-    proc = snakemake(workdir, "maps", "--configfile", str(converted.configs["landsat8"]), str(workdir / "budget.yaml"))
+def landsat_run(tmp_path_factory: pytest.TempPathFactory, converted: worldcereal.Converted) -> Path:
+    workdir, proc = prefetched("landsat_run", tmp_path_factory)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert workdir == converted.dest
     return workdir / "results" / AOI
+
+
+@pytest.fixture(scope="module")
+def sentinel2_cube(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> worldcereal.Converted:
+    """The Sentinel-2 conversion, with `results/wcbe/cube.zarr` built from it."""
+    dest, proc = prefetched("sentinel2_cube", tmp_path_factory)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return worldcereal.layout(dest, ("sentinel2",))
 
 
 def test_conversion_keeps_grid_values_and_codes(converted: worldcereal.Converted, data_dir: Path) -> None:
@@ -125,13 +183,12 @@ def test_landsat_report_scores_the_test_blocks_only(landsat_run: Path) -> None:
 
 
 @pytest.mark.workflow
-def test_sentinel2_cube_resamples_the_20m_bands_onto_the_10m_grid(tmp_path: Path, data_dir: Path) -> None:
-    converted = worldcereal.convert(tmp_path, sensors=("sentinel2",), data=data_dir)
+def test_sentinel2_cube_resamples_the_20m_bands_onto_the_10m_grid(sentinel2_cube: worldcereal.Converted,
+                                                                   data_dir: Path) -> None:
+    converted = sentinel2_cube
     item = json.loads(min((converted.catalogs["sentinel2"] / "items").glob("*.json")).read_text())
     assert item["assets"]["B11"]["proj:shape"] == [32, 32] and item["properties"]["proj:shape"] == [64, 64]
-    proc = snakemake(tmp_path, f"results/{AOI}/cube.zarr", "--configfile", str(converted.configs["sentinel2"]))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    cube = xr.open_zarr(tmp_path / "results" / AOI / "cube.zarr")
+    cube = xr.open_zarr(converted.dest / "results" / AOI / "cube.zarr")
     assert cube.sizes["time"] == 118 and list(cube.attrs["transform"])[:6] == list(GRID)[:6]
     d10, d20 = worldcereal.open_netcdf("S2_L2A_10m", data_dir), worldcereal.open_netcdf("S2_L2A_20m", data_dir)
     i = 107  # 2018-10-21, clear
