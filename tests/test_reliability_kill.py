@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,16 +74,52 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
             "--cores", "2", *args]
 
 
+LIVE: set[subprocess.Popen] = set()  # Snakemake runs going on, for stop_runs()
+_STOPPED = threading.Event()  # set by stop_runs(): no run starts any more
+_LIVE_LOCK = threading.Lock()
+
+
+def _popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``cmd`` started in its own process group and added to :data:`LIVE` (unless stop_runs() was called)."""
+    with _LIVE_LOCK:
+        if _STOPPED.is_set():
+            raise RuntimeError("the session has ended")
+        proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+        LIVE.add(proc)
+        return proc
+
+
 def run(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, timeout=timeout, check=False)
+    """Snakemake in its own process group, waited for (killed with its jobs after ``timeout``, or
+    when the wait is interrupted)."""
+    proc = _popen(snakemake_cmd(workdir, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        LIVE.discard(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def start(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
     """Snakemake in its own process group (its jobs inherit it), output to a file in ``workdir``."""
     n = len(list(workdir.glob("snakemake-*.out")))
     out = open(workdir / f"snakemake-{n}.out", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(snakemake_cmd(workdir, *args), stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return _popen(snakemake_cmd(workdir, *args), stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_runs() -> None:
+    """Kill every Snakemake run started here that is still going and start no other (the session
+    ends while the soak still runs in the background)."""
+    with _LIVE_LOCK:
+        _STOPPED.set()
+        live = list(LIVE)
+    for proc in live:
+        if proc.poll() is None:
+            kill_group(proc)
+        LIVE.discard(proc)
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -240,11 +277,17 @@ def assert_no_partial_outputs(workdir: Path, ref: dict[str, Any]) -> dict[str, A
 
 
 _REFERENCE: dict[str, Any] = {}
+_REFERENCE_LOCK = threading.Lock()  # the soak takes it in the background (tests/test_reliability_soak.py)
 
 
 def reference(demo_run: Path) -> tuple[Path, dict[str, Any]]:
     """The uninterrupted run of this session (conftest's ``demo_run``, built once): its folder and
     its snapshot. Read only: a test that reruns or kills works on a copy (conftest ``copy_run``)."""
+    with _REFERENCE_LOCK:
+        return _reference(demo_run)
+
+
+def _reference(demo_run: Path) -> tuple[Path, dict[str, Any]]:
     if not _REFERENCE:
         assert yaml.safe_load((demo_run / "config.yaml").read_text()) == yaml.safe_load(
             yaml.safe_dump(fault_config(), sort_keys=False))
