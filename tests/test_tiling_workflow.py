@@ -14,7 +14,7 @@ import rasterio
 import xarray as xr
 import yaml
 from rio_cogeo.cogeo import cog_validate
-from test_workflow_demo import period_config, snakemake
+from conftest import PREFETCH, Prefetch, period_config, prefetched, snakemake, snakemake_cmd
 
 
 def tiled_config() -> dict:
@@ -23,11 +23,20 @@ def tiled_config() -> dict:
     return config
 
 
-@pytest.fixture(scope="module")
-def tiled_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiled")
+def _tiled_maps(factory: pytest.TempPathFactory) -> Prefetch:
+    workdir = factory.mktemp("tiled")
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiled_config(), sort_keys=False))
-    proc = snakemake(workdir, "maps")
+    return Prefetch("tiled_run", workdir, [snakemake_cmd(workdir, "maps")])
+
+
+PREFETCH.update(tiled_run=_tiled_maps)
+
+
+@pytest.fixture(scope="session")
+def tiled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`maps` of the tiled tiny period demo (conftest.Prefetch: started in the background when the
+    session starts). Read only."""
+    workdir, proc = prefetched("tiled_run", tmp_path_factory)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir
 
