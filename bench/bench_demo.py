@@ -39,9 +39,13 @@ def main(argv: list[str]) -> int:
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     rows = rule_times(workdir)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} (1 / 5 min)")
+    train = config["train"]
+    for card in sorted((workdir / "results").glob("*/models/*/model_card.json")):  # what trained (--configfile too)
+        train = {**train, **json.loads(card.read_text()).get("options", {})}
+        break
     print(f"demo: size {config['demo']['size']}, {config['demo']['start']} .. {config['demo']['end']}; "
-          f"train: {config['train']['epochs']} epochs of {config['train']['max_windows_per_epoch']} windows, "
-          f"patch {config['train']['patch']}, stride {config['train']['stride']}")
+          f"train: {train['epochs']} epochs of {train['max_windows_per_epoch']} windows, "
+          f"patch {train['patch']}, stride {train['stride']}")
     for name, wall, cpu, rss in rows:
         print(f"{name:48s} {wall:7.1f} s wall {cpu:7.1f} s cpu {rss:7.0f} MiB")
     print(f"{'sum of the rules':48s} {sum(r[1] for r in rows):7.1f} s wall {sum(r[2] for r in rows):7.1f} s cpu")
