@@ -60,6 +60,17 @@ def synthetic_cube(size: int, dates: int, chunk: int, seed: int = 0) -> xr.Datas
     )
 
 
+# Replaces the stage's features encoding in its process for --codec (a comparison, not an option).
+CODECS = {
+    "store": "",
+    "none": "import pipeline.enrich.compute as c; c.features_encoding = lambda: {'compressors': None}; ",
+    "lz4": ("import pipeline.enrich.compute as c; from zarr.codecs import BloscCodec; c.features_encoding = lambda: "
+            "{'compressors': (BloscCodec(cname='lz4', clevel=5, shuffle='bitshuffle'),)}; "),
+    "zstd": ("import pipeline.enrich.compute as c; from zarr.codecs import BloscCodec; c.features_encoding = lambda: "
+             "{'compressors': (BloscCodec(cname='zstd', clevel=3, shuffle='bitshuffle'),)}; "),
+}
+
+
 def compute_only(size: int, dates: int, threads: int, device: torch.device) -> float:
     """Seconds of the bare stem (one date at a time) on in-memory (1, 3, size, size) arrays."""
     torch.set_num_threads(threads)
@@ -90,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workdir", type=Path, default=None, help="where to write the stores")
     p.add_argument("--keep", action="store_true", help="keep the stores")
+    p.add_argument("--codec", default="store", choices=["store", "none", "lz4", "zstd"],
+                   help="codec of the features variable: the store's (pipeline.raster.zarr_io.features_encoding), "
+                        "or one to compare: none (uncompressed), lz4 / zstd (Blosc level 5 / 3, bit shuffle)")
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_features_", dir=args.workdir))
@@ -110,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"stem": args.stem, "chunk": args.chunk, "device": args.device}
     if args.stem_weights:
         options["stem_weights"] = args.stem_weights
-    timed_main = ("import sys, time; from pipeline.features import main; t = time.perf_counter(); "
+    timed_main = CODECS[args.codec] + ("import sys, time; from pipeline.features import main; t = time.perf_counter(); "
                   "rc = main(sys.argv[1:]); print(f'STAGE_SECONDS {time.perf_counter() - t}', file=sys.stderr); "
                   "sys.exit(rc)")
     cmd = [sys.executable, "-c", timed_main, "--cube", str(cube_path), "--out", str(out_path),
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     disk_mb = sum(f.stat().st_size for f in out_path.rglob("*") if f.is_file()) / 1e6
     out_c = 64 + len(BANDS)
     print(f"stage: features (time={args.dates}, channel={out_c}, y={args.size}, x={args.size}) float16, "
-          f"threads={args.threads}")
+          f"threads={args.threads}, codec {args.codec}")
     print(f"stage: {wall:.2f} s wall (incl. interpreter start, PCA sample pass, write) -> "
           f"{mpx / wall:.2f} Mpixel-dates/s; peak RSS {peak_mb:.0f} MB; store {disk_mb:.0f} MB")
     inner = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("STAGE_SECONDS")))
