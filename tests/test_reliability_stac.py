@@ -150,6 +150,23 @@ def test_faults_past_the_retry_budget_are_a_clear_error_and_write_nothing(
     assert proxy.url in caplog.text  # names the API
 
 
+def test_the_timeout_holds_for_opening_the_api_and_for_searching(api, tmp_path: Path) -> None:
+    """runtime.catalog.timeout bounds every request: an API that accepts the connection and then
+    says nothing for 5 s fails after 2 tries of 0.3 s each, not after 2 x 5 s (pystac-client's
+    Client.open resets a StacApiIO's timeout to its own argument)."""
+    url, _ = api
+    for only in (None, "/search"):
+        proxy = FaultyProxy(url, faults=1000, mode="hang", only=only, hang_s=5.0)
+        t0 = time.perf_counter()
+        try:
+            code, _ = search(tmp_path / str(only).strip("/"), proxy.url, retries=1, timeout=0.3)
+        finally:
+            proxy.close()
+        elapsed = time.perf_counter() - t0
+        assert code == 2 and proxy.failed == 2, only
+        assert elapsed < 5.0, f"{only}: {elapsed:.1f} s: the 0.3 s timeout did not hold"
+
+
 def test_aoi_without_overlap_is_an_empty_search_error(api, tmp_path: Path) -> None:
     """Dates match, the AOI lies far from every scene (Tasmania vs Greenland)."""
     url, _ = api

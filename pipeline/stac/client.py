@@ -40,7 +40,9 @@ def open_client(url: str, *, retries: int = 5, backoff: float = 0.5, timeout: fl
     """Open the STAC API at ``url``; raise :class:`StacError` if it cannot be reached."""
     stac_io = make_stac_io(retries=retries, backoff=backoff, timeout=timeout)
     try:
-        return Client.open(url, stac_io=stac_io)
+        # Client.open resets the stac_io's timeout to its own argument (None: wait forever), so the
+        # timeout is given here again; it then holds for opening and for every later request
+        return Client.open(url, stac_io=stac_io, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - requests/pystac errors of every kind mean "unreachable"
         raise StacError(
             f"cannot open the STAC API at {url} after {retries} retries ({type(exc).__name__}: {exc}); "
