@@ -5,13 +5,13 @@
 #
 #   bash bench/bench_demo_budget.sh [WORKDIR] ["EPOCHS WINDOWS" ...]
 #
-# Defaults: WORKDIR /tmp/bench-demo-budget; budgets "12 48" "12 24" "8 24" "8 32" "6 48".
+# Defaults: WORKDIR /tmp/bench-demo-budget; budgets "12 48" "12 24" "6 48" "8 24" "5 40".
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${1:-/tmp/bench-demo-budget}
 shift || true
 budgets=("$@")
-[ ${#budgets[@]} -gt 0 ] || budgets=("12 48" "12 24" "8 24" "8 32" "6 48")
+[ ${#budgets[@]} -gt 0 ] || budgets=("12 48" "12 24" "6 48" "8 24" "5 40")
 mkdir -p "$root/base" && cp "$repo/config.yaml" "$root/base/"
 (cd "$root/base" && snakemake --snakefile "$repo/Snakefile" --cores 8 results/demo/features.zarr \
   results/demo/labels.zarr > base.log 2>&1)
