@@ -406,7 +406,7 @@ def test_targets_dry_run_and_rerun_only_changed_branch(tmp_path: Path) -> None:
     assert options["results/mini/experiments/label_fraction/0.5/models/convlstm"]["label_fraction"] == 0.5
     assert options["results/mini/experiments/time_length/2/models/semi_convlstm"]["time_steps"] == 2
     assert options["results/mini/experiments/cloud_cover/10/models/semi_convlstm"]["time_steps"] == 4
-    assert options["results/mini/models/semi_convlstm"]["consistency_weight"] == 10.0
+    assert options["results/mini/models/semi_convlstm"]["consistency_weight"] == 1.0  # config.yaml's
     assert job_counts(everything)["report_experiments"] == 1 and job_counts(everything)["train_model"] == 3
 
     fake_outputs(tmp_path, everything, "experiments")
