@@ -10,7 +10,8 @@ Usage::
 dask.distributed scheduler instead of local threads. Exit status 2 on user errors.
 
 A tile of a tiled AOI (``--plan results/x/tiles/plan.json --tile r0c1``, :mod:`pipeline.tiling.layout`;
-``--cube`` is then the tile's cube, or its composite on a regular time grid) keeps the plan's dates and uses the plan's PCA, and computes the stem on the AOI grid (stride-2
+``--cube`` is then the tile's cube, or its composite on a regular time grid) keeps the plan's
+dates and uses the plan's PCA, and computes the stem on the AOI grid (stride-2
 phase, border and upsampling of the whole AOI), so that its features equal the untiled ones
 except within the stem halo of its window edges inside the AOI (the overlap the mosaic drops).
 """
@@ -20,16 +21,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 import xarray as xr
 
 from pipeline.cli import base_parser, dask_scheduler, run_stage
 from pipeline.enrich import FeatureOptions, build_features
-from pipeline.errors import ConfigError, GridError
+from pipeline.errors import ConfigError
 from pipeline.raster.object_store import store_path
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.tiling.plan import TilePlan, check_tile_store
+from pipeline.tiling.plan import TilePlan, tile_dates
 from pipeline.tiling.windows import Tile
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,7 @@ def run_features(
 def build_tile_features(cube: xr.Dataset, plan: TilePlan, tile: Tile, options: FeatureOptions) -> xr.Dataset:
     """Lazy features of one tile's cube (its window of the AOI grid) with the AOI's dates and
     PCA; dims and dtypes of :func:`pipeline.enrich.build_features`."""
-    check_tile_store(cube, tile, "cube")
-    missing = np.setdiff1d(plan.dates, cube.time.values.astype("datetime64[ns]"))
-    if missing.size:
-        raise GridError(f"tile {tile.id}'s cube lacks {missing.size} date(s) of the plan (first {missing[0]}); "
-                        f"rerun the tile plan")
-    return build_features(cube.sel(time=plan.dates), options, pca=plan.pca,
+    return build_features(tile_dates(cube, tile, plan.dates), options, pca=plan.pca,
                           origin=(tile.window.y0, tile.window.x0), image_shape=plan.layout.shape)
 
 

@@ -114,12 +114,18 @@ class TilePlan:
             raise PipelineError(f"cannot read the tile plan {path} ({exc}); delete it and rerun the workflow") from exc
 
 
-def check_tile_store(ds: xr.Dataset, tile: Tile, what: str) -> None:
-    """GridError unless ``ds`` is the store of ``tile`` (its id and window shape): a store of
-    another tiling must not be mosaicked."""
+def tile_dates(ds: xr.Dataset, tile: Tile, dates: np.ndarray) -> xr.Dataset:
+    """``ds``, the store of ``tile`` (its id and window shape: a store of another tiling must
+    not be mosaicked), on the plan's ``dates`` (datetime64); GridError when it is not that
+    tile's store or lacks one of the dates."""
     if ds.attrs.get("tile") != tile.id or (ds.sizes["y"], ds.sizes["x"]) != tile.window.shape:
-        raise GridError(f"the {what} is not the {what} of tile {tile.id} (window {tile.to_dict()['window']}); "
+        raise GridError(f"the cube is not the cube of tile {tile.id} (window {tile.to_dict()['window']}); "
                         f"the tiling changed - rerun the workflow")
+    missing = np.setdiff1d(dates, ds.time.values.astype("datetime64[ns]"))
+    if missing.size:
+        raise GridError(f"tile {tile.id}'s cube lacks {missing.size} date(s) of the plan (first {missing[0]}); "
+                        f"rerun the tile plan")
+    return ds.sel(time=dates)
 
 
 def tile_acquisitions(cube: xr.Dataset, plan: TilePlan, tile: Tile) -> xr.Dataset:
@@ -127,15 +133,10 @@ def tile_acquisitions(cube: xr.Dataset, plan: TilePlan, tile: Tile) -> xr.Datase
     float32: the input of the tile's composite (:func:`pipeline.timegrid.composite.composite_cube`),
     which then equals the untiled composite on the tile's window. GridError when the tile or the
     plan do not fit."""
-    check_tile_store(cube, tile, "cube")
     if plan.time_grid is None:
         raise GridError("the tile plan was made without a time grid (cube.period null); rerun the tile plan")
-    wanted = plan.time_grid.acquisitions
-    missing = np.setdiff1d(wanted, cube.time.values.astype("datetime64[ns]"))
-    if missing.size:
-        raise GridError(f"tile {tile.id}'s cube lacks {missing.size} date(s) of the plan (first {missing[0]}); "
-                        f"rerun the tile plan")
-    return cube.sel(time=wanted).assign(valid_fraction=("time", plan.time_grid.valid_fraction))
+    return tile_dates(cube, tile, plan.time_grid.acquisitions).assign(
+        valid_fraction=("time", plan.time_grid.valid_fraction))
 
 
 def common_dates(cubes: list[xr.Dataset]) -> tuple[np.ndarray, list[str]]:
