@@ -3,8 +3,8 @@
 For each sensor, in a fresh working directory: the patch is converted as a user would
 (``bench/worldcereal.py``: COGs, ``python -m pipeline.index``, crop-code label rasters, a config
 with the data-specific keys only), the project's defaults are the repository's ``config.yaml``
-less its data sections (the demo's AOI, catalog, sensor, labels, classes) and the demo's
-training budget (epochs and windows per epoch: the schema's defaults apply), with the schema's
+less its data sections (the demo's AOI, catalog, sensor, labels, classes, and the demo's own
+settings: its training budget, stem, label scarcity; the schema's defaults apply), with the schema's
 default stem (ImageNet ResNet-18 conv1, read from ``../shared/weights`` instead of downloaded)
 and ``experiments.models`` = ``--models``; then ``snakemake --cores N compare`` trains and scores
 every model on the default spatial test design.
@@ -49,15 +49,13 @@ from _machine import machine
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ["rf", "svm", "pixel_lstm", "convlstm", "semi_convlstm"]
 DATA_SECTIONS = ("aois", "catalog", "sensor", "labels", "classes", "demo")
-# config.yaml's training budget is the demo's (a 3-minute run); a real AOI gets the schema's CPU defaults
-DEMO_TRAIN_KEYS = ("epochs", "max_windows_per_epoch")
 SCL_INVALID = (0, 1, 3, 8, 9, 10, 11)
 AOI = "wcbe"
 
 
 def project_defaults(models: list[str], design: str, overrides: list[str] = ()) -> dict:
-    """The repository's config.yaml without its data sections and the demo's training budget
-    (:data:`DEMO_TRAIN_KEYS`: the schema's defaults apply), the default stem from a local file.
+    """The repository's config.yaml without its data sections (with them go the demo's own
+    settings, ``demo.settings``: the schema's defaults apply), the default stem from a local file.
 
     ``overrides``: ``section.key=value`` strings (value parsed as YAML) set after the defaults,
     for ablations, e.g. ``features.validity_channel=false`` or ``train.epochs=30``.
@@ -66,9 +64,6 @@ def project_defaults(models: list[str], design: str, overrides: list[str] = ()) 
     for key in DATA_SECTIONS:
         config.pop(key, None)
     config.pop("cube", None)  # resolution and anchor come from the data config; the rest are defaults
-    for key in DEMO_TRAIN_KEYS:
-        config["train"].pop(key, None)
-    config["features"]["stem"] = "resnet18"
     config["features"]["stem_weights"] = str(REPO.parent / "shared" / "weights" / "resnet18_imagenet_conv1.npz")
     config["experiments"]["models"] = models
     config.setdefault("evaluation", {})["design"] = design

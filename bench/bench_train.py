@@ -10,8 +10,9 @@ w * consistency term), backward and an Adam step. Models:
 * reference: the same classifier with its cell replaced by the common ConvLSTM pattern
   (concatenate X_t and H_{t-1}, one convolution per step; ``bench_convlstm.ReferenceConvLSTM``),
   same weights (checked equal before timing);
-* ``--variants`` adds ours with ``channels_last`` weights (as the CUDA path does) and / or ours
-  under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+* ``--variants`` adds ours with ``channels_last`` weights (as the CUDA path does), ours
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)`` and / or ours with both stochastic passes
+  in one forward call of 2B windows (``joint``: the same loss, one recurrence instead of two).
 
 Figure: windows/s = B / (seconds per step), median of ``--repeats`` steps per variant, the
 variants interleaved so they see the same machine load. ``--check`` trains each variant 20
@@ -63,6 +64,7 @@ class Variant:
     opt: torch.optim.Optimizer
     bf16: bool = False
     channels_last: bool = False
+    joint: bool = False
 
 
 def make_batch(b: int, t: int, c: int, p: int, *, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -96,7 +98,8 @@ def make_models(c: int, hidden: int, names: list[str], lr: float) -> dict[str, V
         cl = "channels_last" in name
         if cl:
             m = m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        out[name] = Variant(m, torch.optim.Adam(m.parameters(), lr=lr), bf16="bf16" in name, channels_last=cl)
+        out[name] = Variant(m, torch.optim.Adam(m.parameters(), lr=lr), bf16="bf16" in name, channels_last=cl,
+                            joint="joint" in name)
     return out
 
 
@@ -108,9 +111,14 @@ def train_step(v: Variant, x: Tensor, target: Tensor, usable: Tensor, *, w: floa
              "channel_std": v.model.standardize.channel_std}  # type: ignore[union-attr]
     ctx: Callable[[], contextlib.AbstractContextManager[object]] = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if v.bf16 else contextlib.nullcontext)
-    with ctx():
-        logits = stochastic_pass(v.model, x, device, noise)
-    second = (lambda: _second(v, x, device, noise, ctx)) if w > 0.0 else None
+    if v.joint and w > 0.0:  # both stochastic passes in one forward call of 2B windows
+        with ctx():
+            logits, logits2 = stochastic_pass(v.model, torch.cat([x, x]), device, noise).chunk(2)
+        second: Callable[[], Tensor] | None = lambda: logits2
+    else:
+        with ctx():
+            logits = stochastic_pass(v.model, x, device, noise)
+        second = (lambda: _second(v, x, device, noise, ctx)) if w > 0.0 else None
     loss, _, _ = minibatch_loss(logits, second, target, usable, gamma=options.focal_gamma, alpha=alpha, w=w,
                                 normalization=options.loss_normalization)
     v.opt.zero_grad(set_to_none=True)
@@ -198,7 +206,7 @@ def main() -> None:
     parser.add_argument("--shapes", choices=[*SHAPES, "all"], default="demo")
     parser.add_argument("--batch", type=int, default=None, help="override the windows per step")
     parser.add_argument("--variants", nargs="*", default=[],
-                        choices=["channels_last", "bf16", "channels_last_bf16"])
+                        choices=["channels_last", "bf16", "channels_last_bf16", "joint"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--check", type=int, default=0, help="steps of the loss-trajectory check (0 = none)")

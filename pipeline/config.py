@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 
 from pipeline.errors import ConfigError
 from pipeline.plan.config_moves import moved_key_problems
+from pipeline.stac.catalog_url import DEMO_CATALOG, is_demo_catalog
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -130,15 +131,53 @@ def _period_problems(config: Mapping[str, Any]) -> Iterator[str]:
         yield f"config key {exc}"
 
 
+def _fill_unset(config: dict[str, Any], settings: Mapping[str, Any]) -> None:
+    """Copy the keys of ``settings`` (nested mappings) that ``config`` does not hold into it."""
+    for key, value in settings.items():
+        if key not in config:
+            config[key] = copy.deepcopy(value)
+        elif isinstance(config[key], dict) and isinstance(value, Mapping):
+            _fill_unset(config[key], value)
+
+
+def apply_demo_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The demo's own settings (``demo.settings``: its offline stem, its 3-minute training budget,
+    its sparse labels) under every key ``config`` leaves unset, when ``catalog.url`` is the demo's
+    catalog folder (:data:`pipeline.stac.catalog_url.DEMO_CATALOG`, the default); modifies and
+    returns ``config``.
+
+    ``config.yaml`` is the base of every run (Snakemake merges a ``--configfile`` into it key by
+    key), so a setting made for the demo at its place in ``config.yaml`` would also apply to a
+    user's own data. Kept in ``demo.settings`` instead, it applies to the demo only, and a key the
+    user sets (``--configfile``, ``--config``) wins over it. Other data get the schema's defaults.
+    """
+    demo = config.get("demo")
+    settings = demo.get("settings") if isinstance(demo, dict) else None
+    catalog = config.get("catalog")
+    url = catalog.get("url", DEMO_CATALOG) if isinstance(catalog, dict) else DEMO_CATALOG
+    if not isinstance(settings, dict):
+        return config
+    places = sorted(set(settings) & {"aois", "catalog", "demo"})
+    if places:
+        raise ConfigError(f"invalid configuration:\n  config key 'demo.settings' sets {', '.join(places)}: "
+                          f"the demo's settings are settings of its run, not its place or data; "
+                          f"set {', '.join(places)} at the top level instead")
+    if isinstance(url, str) and is_demo_catalog(url):
+        _fill_unset(config, settings)
+    return config
+
+
 def check_config(config: dict[str, Any], schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``config`` in place, filling defaults; raise :class:`ConfigError` listing every problem.
 
     A key at its place of the former flat layout (:data:`pipeline.plan.config_moves.MOVED_KEYS`)
-    stops first, with its new place. Returns the same (now complete) dict for convenience.
+    stops first, with its new place. The demo's settings apply first, for the demo's catalog
+    only (:func:`apply_demo_settings`). Returns the same (now complete) dict for convenience.
     """
     moved = list(moved_key_problems(config))
     if moved:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(moved))
+    apply_demo_settings(config)
     schema = dict(schema) if schema is not None else load_schema()
     validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

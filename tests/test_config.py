@@ -127,10 +127,63 @@ def test_demo_schema_defaults_match_the_generator() -> None:
 
     props = load_schema()["properties"]["demo"]["properties"]
     fields = {f.name: f.default for f in dataclasses.fields(DemoSpec)}
-    assert set(props) == set(fields)
+    assert set(props) == set(fields) | {"settings"}  # settings: other sections', not the generator's
+    del props["settings"]
     for name, default in fields.items():
         expected = list(default) if isinstance(default, tuple) else default
         assert props[name]["default"] == expected, name
+
+
+def test_demo_settings_fill_unset_keys_on_the_demo_catalog_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.yaml's demo.settings apply to the demo's catalog (relative or absolute path) under the
+    keys left unset; another catalog gets the schema's defaults; the demo section reaches no stage."""
+    settings = base()["demo"]["settings"]
+    assert settings["features"]["stem"] == "gabor" and settings["train"]["epochs"] == 5
+    for section, key in (("features", "stem"), ("train", "epochs"), ("train", "max_windows_per_epoch")):
+        assert key not in base()[section], f"{section}.{key} belongs in demo.settings"
+
+    demo = check_config(base())
+    assert demo["features"]["stem"] == "gabor"
+    assert (demo["train"]["epochs"], demo["train"]["max_windows_per_epoch"]) == (5, 40)
+    assert demo["train"]["unet"]["width"] == 16 and demo["labels"]["scarcity"]["pixel_fraction"] == 0.05
+    assert demo["runtime"]["predict"]["tile"] == 128
+
+    absolute = base()
+    absolute["catalog"]["url"] = str(REPO / "resources" / "demo" / "catalog")
+    monkeypatch.chdir(REPO)  # the demo's folder is relative to the working directory
+    assert check_config(absolute)["train"]["max_windows_per_epoch"] == 40
+
+    mine = base()
+    mine["train"]["epochs"] = 7
+    mine["labels"]["scarcity"] = {"points_per_class": 10}
+    mine = check_config(mine)
+    assert (mine["train"]["epochs"], mine["train"]["max_windows_per_epoch"]) == (7, 40)  # mine wins, the rest fill
+    assert mine["labels"]["scarcity"]["points_per_class"] == 10
+    assert mine["labels"]["scarcity"]["pixel_fraction"] == 0.05
+
+    schema = load_schema()["properties"]
+    for url in (str(tmp_path / "catalog"), "https://planetarycomputer.microsoft.com/api/stac/v1",
+                "resources/demo/catalog-copy"):
+        other = base()
+        other["catalog"]["url"] = url
+        other = check_config(other)
+        assert other["features"]["stem"] == schema["features"]["properties"]["stem"]["default"] == "resnet18"
+        train = schema["train"]["properties"]
+        assert other["train"]["epochs"] == train["epochs"]["default"] != 5
+        assert other["train"]["max_windows_per_epoch"] == train["max_windows_per_epoch"]["default"] != 40
+        assert other["train"]["unet"]["width"] == train["unet"]["properties"]["width"]["default"] != 16
+        assert other["labels"]["scarcity"]["pixel_fraction"] == 1.0
+        assert other["runtime"]["predict"]["tile"] == 256
+
+    for place in ("aois", "catalog"):
+        bad = base()
+        bad["demo"]["settings"][place] = {}
+        with pytest.raises(ConfigError, match=f"demo.settings' sets {place}.*set {place} at the top level"):
+            check_config(bad)
+    bad = base()
+    bad["demo"]["settings"]["train"]["epoch"] = 3
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'; did you mean 'epochs'"):
+        check_config(bad)
 
 
 def schema_node(schema: dict, path: str) -> dict:

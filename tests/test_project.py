@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import yaml
 from conftest import run_together
+
+from pipeline.config import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 # conda-forge name -> PyPI name where they differ
@@ -126,14 +129,35 @@ def test_profiles_dry_run(tmp_path: Path) -> None:
 
 
 def test_configfile_aois_replace_the_demo_aoi(tmp_path: Path) -> None:
-    """`--configfile my.yaml` with its own AOI plans that AOI only (settings still merge)."""
+    """`--configfile my.yaml` with its own AOI plans that AOI only (settings still merge); on the
+    demo's catalog the demo's own settings fill what my.yaml leaves unset, on my own catalog they do
+    not apply: the schema's defaults do (the dry runs print every stage's options)."""
+    aoi = {"mine": {"bbox": [112.92, 28.12, 112.94, 28.14], "start": "2021-01-01", "end": "2021-12-31",
+                    "crs": "EPSG:32649"}}
     mine = tmp_path / "my.yaml"
-    mine.write_text(yaml.safe_dump({"aois": {"mine": {"bbox": [112.92, 28.12, 112.94, 28.14], "start": "2021-01-01",
-                                                       "end": "2021-12-31", "crs": "EPSG:32649"}},
-                                    "train": {"epochs": 3}}))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "maps", "--configfile", str(mine)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-2000:]
+    mine.write_text(yaml.safe_dump({"aois": aoi, "train": {"epochs": 3}}))
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "labels.tif").write_bytes(b"")
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump({"aois": aoi, "catalog": {"url": str(tmp_path / "catalog")},
+                                   "labels": {"source": str(tmp_path / "labels.tif")}}))
+    demo, mine_run = run_together(*([sys.executable, "-m", "snakemake", "-n", "-p", "maps", "--configfile", str(path)]
+                                    for path in (mine, own)), cwd=REPO)
+    out = demo.stdout + demo.stderr
+    assert demo.returncode == 0, out[-2000:]
     assert "results/mine/maps/semi_convlstm/classes.tif" in out and "results/demo/" not in out
     assert '"epochs": 3' in out and '"hidden": 16' in out  # my setting, and config.yaml's for the rest
+    assert '"max_windows_per_epoch": 40' in out and '"stem": "gabor"' in out  # the demo's own settings
+    assert '"pixel_fraction": 0.05' in out and '"unet_width": 16' in out
+    out = mine_run.stdout + mine_run.stderr
+    assert mine_run.returncode == 0, out[-2000:]
+    defaults = load_schema()["properties"]
+    train = defaults["train"]["properties"]
+    assert '"stem": "resnet18"' in out and defaults["features"]["properties"]["stem"]["default"] == "resnet18"
+    for key, value in (("epochs", train["epochs"]["default"]),
+                       ("max_windows_per_epoch", train["max_windows_per_epoch"]["default"]),
+                       ("unet_width", train["unet"]["properties"]["width"]["default"]),
+                       ("pixel_fraction", defaults["labels"]["properties"]["scarcity"]["properties"]
+                        ["pixel_fraction"]["default"])):
+        assert f'"{key}": {json.dumps(value)}' in out, key
+    assert '"stem": "gabor"' not in out and '"max_windows_per_epoch": 40' not in out

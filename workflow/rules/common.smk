@@ -101,6 +101,12 @@ def section_json(name):
     return json.dumps(flat_section(config, name) if name in STAGE_SECTIONS else config[name])
 
 
+def demo_json():
+    """The demo section without its settings (they are other sections'), as JSON: the generator's
+    options, so changing the demo's training budget does not regenerate its catalog."""
+    return json.dumps({k: v for k, v in config["demo"].items() if k != "settings"})
+
+
 def aoi_json(wildcards):
     """The config entry of the AOI of this job, as JSON."""
     return json.dumps(config["aois"][wildcards.aoi])

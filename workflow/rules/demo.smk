@@ -5,7 +5,7 @@ rule generate_demo:
     output:
         catalog=directory("resources/demo/catalog"),
     params:
-        options=section_json("demo"),
+        options=demo_json(),
     log:
         "logs/generate_demo.log",
     benchmark:
