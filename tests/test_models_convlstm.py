@@ -127,6 +127,15 @@ def test_classifier_head_standardisation_and_nan_masking() -> None:
     out = model(x_nan)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, model(x_mean), atol=1e-5, rtol=1e-5)
+    # The standardiser leaves its input alone and takes float16 features as float32.
+    x_half = x_nan.half()
+    kept = x_half.clone()
+    z_half = model.standardize(x_half, channel_dim=2)
+    assert torch.equal(x_half.isnan(), kept.isnan()) and torch.equal(x_half.nan_to_num(), kept.nan_to_num())
+    ref = torch.nan_to_num((x_half.float() - mean.view(1, 1, 3, 1, 1)) / std.view(1, 1, 3, 1, 1),
+                           nan=0.0, posinf=0.0, neginf=0.0)
+    assert z_half.dtype == torch.float32
+    torch.testing.assert_close(z_half, ref, atol=1e-5, rtol=1e-5)
     # Any patch size works (per-channel peepholes broadcast over space).
     assert model(torch.randn(1, 2, 3, 9, 13)).shape == (1, 4, 9, 13)
     # Dropout makes two training-mode passes differ, eval passes agree.

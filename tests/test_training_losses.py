@@ -108,3 +108,28 @@ def test_perturb_jitter_noise_and_last_step() -> None:
     assert noisy[:, :, 1].std().item() == pytest.approx(1.0, rel=0.05)
     nan = torch.full((1, 3, 2, 2, 2), float("nan"))
     assert torch.isnan(perturb(nan, noise_std=0.1, jitter=0.5)).all()
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_perturb_leaves_its_input_alone(jitter: float, dtype: torch.dtype) -> None:
+    """perturb works in place on its own copy: the batch's windows stay as they were, so the
+    second stochastic pass perturbs the same windows as the first; the result is float32."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 5, 2, 4, 4).to(dtype)
+    before = x.clone()
+    out = perturb(x, noise_std=0.1, jitter=jitter, channel_std=torch.tensor([1.0, 2.0]))
+    assert torch.equal(x, before) and out.dtype == torch.float32 and out.data_ptr() != x.data_ptr()
+    torch.manual_seed(2)
+    scalar = perturb(x, noise_std=0.1, jitter=jitter)
+    assert torch.equal(x, before)
+    torch.manual_seed(2)  # the same draws, computed out of place: x[jittered] + 0.1 * noise
+    if jitter > 0:
+        move = torch.rand(3, 5) < jitter
+        move[:, 0] = move[:, -1] = False
+        idx = torch.arange(5).expand(3, 5) - move.long()
+        shifted = before[torch.arange(3)[:, None], idx].float()
+    else:
+        shifted = before.float()
+    expected = shifted + torch.randn(x.shape) * 0.1
+    torch.testing.assert_close(scalar, expected, atol=1e-6, rtol=1e-6)

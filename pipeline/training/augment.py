@@ -25,12 +25,18 @@ def perturb(x: Tensor, *, noise_std: float, jitter: float, channel_std: Tensor |
         move[:, 0] = False
         move[:, -1] = False
         idx = torch.arange(t, device=x.device).expand(n, t) - move.long()
-        x = x[torch.arange(n, device=x.device)[:, None], idx]
+        x = x[torch.arange(n, device=x.device)[:, None], idx]  # a copy: the steps below may work in place
+    elif noise_std > 0.0:
+        x = x.to(torch.float32, copy=True)
     if noise_std > 0.0:
-        scale = noise_std
-        if channel_std is not None:
+        # in place on the copy: the windows are large (B x T x C x H x W), each temporary costs
+        # as much as the noise itself (bench/README.md, "Training")
+        x = x.float()
+        noise = torch.randn(x.shape, device=x.device, dtype=torch.float32)
+        if channel_std is None:
+            x.add_(noise, alpha=noise_std)
+        else:
             shape = [1] * x.dim()
             shape[2] = -1
-            scale = channel_std.to(x.device, torch.float32).view(shape) * noise_std
-        x = x + torch.randn(x.shape, device=x.device, dtype=torch.float32) * scale
+            x.addcmul_(noise, channel_std.to(x.device, torch.float32).view(shape), value=noise_std)
     return x
