@@ -37,6 +37,8 @@ from pipeline.config import check_config, load_schema
 from pipeline.enrich import FeatureOptions, build_features
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.models.files import load_checkpoint
+from pipeline.plan.code_digest import code_digest
+from pipeline.training.checkpoint import save_checkpoint
 from pipeline.training.trainer import train_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,6 +225,34 @@ def test_inf_in_the_cube_is_treated_exactly_like_nodata() -> None:
     assert a["valid"].values[1, 5, 7]  # a neighbour stays valid
     clean = build_features(tiny_cube(), options).compute()  # control: the polluted pixels did change something
     assert not np.array_equal(clean["valid"].values, a["valid"].values)
+
+
+def test_a_checkpoint_of_other_code_is_never_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Snakemake reruns training when the training stage's code changed (its `code` parameter);
+    the finished checkpoint.pt of the old code (same data, same options) must not be resumed, or
+    the 'new' model is the old one."""
+    torch.set_num_threads(1)
+    f, lab = make_dataset(size=32)
+    opts = {**OPTIONS, "epochs": 2}
+    train_model(f, lab, tmp_path / "m", opts)
+    ck = load_checkpoint(tmp_path / "m" / "checkpoint.pt")
+    assert ck["code_digest"] == code_digest("pipeline.train")
+    with caplog.at_level(logging.INFO, logger="pipeline.training.loop"):
+        same = train_model(f, lab, tmp_path / "m", opts)  # same code: the finished run is resumed
+    assert "resuming from" in caplog.text and same.epochs_run == 2
+    ck["code_digest"] = "0" * 16  # as an older version of the training code wrote it
+    ck["model_state"] = {k: torch.zeros_like(v) for k, v in ck["model_state"].items()}
+    save_checkpoint(ck, tmp_path / "m" / "checkpoint.pt")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.training.loop"):
+        again = train_model(f, lab, tmp_path / "m", opts)
+    assert "written by other code of the training stage; training from scratch" in caplog.text
+    assert again.completed and again.epochs_run == 2
+    new = load_checkpoint(tmp_path / "m" / "model.pt")["model_state"]
+    train_model(f, lab, tmp_path / "fresh", opts)
+    ref = load_checkpoint(tmp_path / "fresh" / "model.pt")["model_state"]
+    for k, v in ref.items():  # the rerun equals a training from scratch
+        assert torch.equal(v, new[k]), k
 
 
 def test_a_checkpoint_of_other_data_is_never_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -5,6 +5,8 @@ product's defaults (monthly composites) map a period. Both runs are the session'
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import (
+    REPO,
     period_config,
     run_together,
     snakemake,  # noqa: F401 - tests/test_tiling_workflow.py imports it from here
@@ -80,7 +83,9 @@ def test_maps_are_cogs_with_reports(demo_run: Path) -> None:
 @pytest.mark.workflow
 def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_run: Path, tmp_path: Path) -> None:
     """Dry runs of the shared run (it stays as it is), started together: as it is, then with a cube,
-    a training and a voting parameter changed (``--configfile``)."""
+    a training and a voting parameter changed (``--configfile``), then with the training stage's
+    code changed (a copy of the repository whose pipeline/training/losses.py differs, imported
+    first through PYTHONPATH)."""
     changes = {"cube": ("cube", "min_valid_fraction", 0.05), "train": ("train", "lr", 0.002),
                "voting": ("voting", "method", "probability")}
     configfiles = {}
@@ -89,10 +94,28 @@ def test_second_run_does_nothing_and_param_change_reruns_downstream_only(demo_ru
         config[section][key] = value
         configfiles[name] = tmp_path / f"{name}.yaml"
         configfiles[name].write_text(yaml.safe_dump(config, sort_keys=False))
-    same, cube, train, voting = run_together(
+    repo = tmp_path / "repo"
+    for part in ("pipeline", "workflow", "envs"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    losses = repo / "pipeline" / "training" / "losses.py"
+    losses.write_text(losses.read_text() + "\n_EDITED = True  # a new version of the training code\n")
+    edited = ["env", f"PYTHONPATH={repo}", sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
+              "--directory", str(demo_run), "--cores", "2", "-n", "maps"]
+    same, cube, train, voting, code = run_together(
         snakemake_cmd(demo_run, "-n", "maps"),
-        *(snakemake_cmd(demo_run, "-n", "maps", "--configfile", str(path)) for path in configfiles.values()))
+        *(snakemake_cmd(demo_run, "-n", "maps", "--configfile", str(path)) for path in configfiles.values()),
+        edited, cwd=tmp_path)  # not the repository: `python -m` would import its pipeline first
     assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr
+
+    # the training code changed: training and what depends on it rerun, nothing upstream
+    out = code.stdout + code.stderr
+    assert code.returncode == 0, out
+    for rule in ("train_model", "predict_map", "evaluate_map", "vote_map"):
+        assert rule in out, rule
+    for rule in ("build_cube", "build_features", "build_labels", "search_stac", "generate_demo"):
+        assert rule not in out, rule
+    assert "Params have changed since last execution" in out
 
     out = cube.stdout + cube.stderr
     assert cube.returncode == 0, out

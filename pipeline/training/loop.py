@@ -250,7 +250,9 @@ def _fresh_state() -> dict[str, Any]:
 def _resume(ckpt_path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator, *,
             options: TrainOptions, meta: dict[str, Any], world: World) -> _Start:
     """Load ``ckpt_path`` into ``model``, ``opt``, ``sched`` and ``gen`` when it exists and was
-    written with the same options and data (``meta`` data_signature, data_digest); else a fresh start."""
+    written with the same options, data and code (``meta`` data_signature, data_digest,
+    code_digest: :func:`pipeline.plan.code_digest.code_digest` of the training stage); else a
+    fresh start."""
     if not ckpt_path.exists():
         return _Start(_fresh_state())
     ck = load_checkpoint(ckpt_path)
@@ -259,6 +261,10 @@ def _resume(ckpt_path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched
     if ck.get("options_hash") != options.digest() or not same_data:
         if world.is_main:
             log.warning("%s was written with other options or data; training from scratch", ckpt_path)
+        return _Start(_fresh_state())
+    if ck.get("code_digest") != meta.get("code_digest"):
+        if world.is_main:
+            log.warning("%s was written by other code of the training stage; training from scratch", ckpt_path)
         return _Start(_fresh_state())
     model.load_state_dict(ck["model_state"])
     opt.load_state_dict(ck["optimizer_state"])
@@ -353,10 +359,10 @@ def fit(
     on_epoch_end: EpochCallback | None = None, world: World = SINGLE,
 ) -> FitResult:
     """Train ``model`` (already on ``device``) on ``train_src``; resume from
-    ``out_dir/checkpoint.pt`` when it exists and was written with the same options and data.
+    ``out_dir/checkpoint.pt`` when it exists and was written with the same options, data and code.
 
-    ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest (saved in
-    ``model.pt`` and the checkpoint). ``on_epoch_end`` (:data:`EpochCallback`): called after
+    ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest,
+    code_digest (saved in ``model.pt`` and the checkpoint). ``on_epoch_end`` (:data:`EpochCallback`): called after
     every epoch with its ``metrics.csv`` row, once the checkpoint is written; when it returns True
     before the last epoch the call ends there (``completed`` False; the checkpoint is left for a
     resume). Under DDP it is called on every rank and rank 0's answer decides.

@@ -35,6 +35,7 @@ from pipeline.models.device import (
 )
 from pipeline.models.files import JOBLIB_NAME, MODEL_NAME
 from pipeline.models.registry import SKLEARN_MODELS
+from pipeline.plan.code_digest import code_digest
 from pipeline.split.design import TRAIN, region_from_store
 from pipeline.split.validation import (
     RUN_REGION_NAMES,
@@ -300,7 +301,8 @@ def _train_model(
     k = len(opts.classes)
     meta: dict[str, Any] = {"model_name": opts.model, "classes": [c.to_config() for c in opts.classes],
                             "time_steps": opts.time_steps, "data_signature": [n_t, n_c, height, width],
-                            "data_digest": data_digest(data, region), **relearn}
+                            "data_digest": data_digest(data, region), "code_digest": code_digest("pipeline.train"),
+                            **relearn}
 
     if opts.model in SKLEARN_MODELS:
         m = fit_baseline(data.features, train_labels, val_labels, ends, options=opts, mean=mean, std=std, out_dir=out,

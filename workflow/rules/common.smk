@@ -11,6 +11,7 @@ from snakemake.utils import validate
 from pipeline.config import check_config, command_line_aois
 from pipeline.models.registry import relearning_name, split_model_name
 from pipeline.objects.options import VOTING_KEYS
+from pipeline.plan.code_digest import code_digest
 from pipeline.plan.config_moves import STAGE_SECTIONS, flat_section
 from pipeline.plan.experiments import (
     PAPER_EXPERIMENTS,
@@ -24,6 +25,11 @@ from pipeline.plan.experiments import (
 from pipeline.plan.train_options import model_train_options
 from pipeline.stac.catalog_url import is_local_catalog
 
+
+# The stage rules pass code=code_digest("pipeline.<stage>") among their params, the digest of the
+# modules their stage runs, so that Snakemake's params trigger reruns the stages whose code
+# changed (its own code trigger sees only the shell command), and only those
+# (pipeline.plan.code_digest).
 
 # Clear messages naming the key and the allowed values (and the defaults filled in; a key of the
 # former flat layout names its new place), then

@@ -9,6 +9,7 @@ rule composite_cube:
     output:
         composite=directory("results/{aoi}/composite.zarr"),
     params:
+        code=code_digest("pipeline.composite"),
         aoi=aoi_json,
         grid=grid_json(),
         tile=tile_args,

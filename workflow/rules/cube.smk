@@ -7,6 +7,7 @@ rule build_cube:
     output:
         cube=directory("results/{aoi}/cube.zarr"),
     params:
+        code=code_digest("pipeline.cube"),
         aoi=aoi_json,
         cube=cube_load_json(),
         sensor=section_json("sensor"),

@@ -5,6 +5,7 @@ rule generate_demo:
     output:
         catalog=directory("resources/demo/catalog"),
     params:
+        code=code_digest("pipeline.synthetic"),
         options=demo_json(),
     log:
         "logs/generate_demo.log",

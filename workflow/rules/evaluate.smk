@@ -19,6 +19,7 @@ rule evaluate_map:
             subcategory="{aoi}",
         ),
     params:
+        code=code_digest("pipeline.evaluate"),
         classes=section_json("classes"),
         target=target_json(),
         options=section_json("evaluation"),

@@ -18,6 +18,7 @@ rule subset_features:
     output:
         features=directory("results/{aoi}/experiments/cloud_cover/{value}/features.zarr"),
     params:
+        code=code_digest("pipeline.cloud_subset"),
         options=cloud_subset_json,
     wildcard_constraints:
         value=r"[0-9]+(\.[0-9]+)?",
@@ -41,6 +42,7 @@ rule train_experiment_model:
     output:
         card="results/{aoi}/experiments/{experiment}/{value}/models/{model}/model_card.json",
     params:
+        code=code_digest("pipeline.train"),
         options=experiment_train_json,
         folder=subpath(output.card, parent=True),
         fold=experiment_fold_arg,
@@ -121,6 +123,7 @@ rule aggregate_experiment:
             subcategory="{experiment}",
         ),
     params:
+        code=code_digest("pipeline.experiments"),
         runs=experiment_runs_json,
     wildcard_constraints:
         experiment="compare|label_fraction|time_length|cloud_cover|cv",
@@ -146,6 +149,7 @@ rule report_experiments:
             category="Experiments",
         ),
     params:
+        code=code_digest("pipeline.report.compare"),
         options=experiments_report_json(),
     log:
         "logs/report_experiments.log",

@@ -7,6 +7,7 @@ rule build_features:
     output:
         features=directory("results/{aoi}/features.zarr"),
     params:
+        code=code_digest("pipeline.features"),
         features=section_json("features"),
     log:
         "logs/build_features/{aoi}.log",

@@ -9,6 +9,7 @@ rule build_labels:
     output:
         labels=directory("results/{aoi}/labels.zarr"),
     params:
+        code=code_digest("pipeline.labels"),
         labels=section_json("labels"),
         classes=section_json("classes"),
         design=design_json(),

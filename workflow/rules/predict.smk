@@ -15,6 +15,7 @@ rule predict_map:
         style="results/{aoi}/maps/{model}/classes.qml",
         item="results/{aoi}/maps/{model}/item.json",
     params:
+        code=code_digest("pipeline.predict"),
         options=predict_json(),
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),

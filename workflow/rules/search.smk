@@ -7,6 +7,7 @@ rule search_stac:
     output:
         frozen="results/{aoi}/items.json",
     params:
+        code=code_digest("pipeline.search"),
         aoi=aoi_json,
         catalog=section_json("catalog"),
     log:

@@ -17,6 +17,7 @@ rule build_tile_cube:
     output:
         cube=directory("results/{aoi}/tiles/{tile}/cube.zarr"),
     params:
+        code=code_digest("pipeline.cube"),
         aoi=aoi_json,
         cube=tile_cube_json(),
         sensor=section_json("sensor"),
@@ -44,6 +45,7 @@ rule plan_tiles:
         plan="results/{aoi}/tiles/plan.json",
         grid=directory("results/{aoi}/tiles/grid.zarr"),
     params:
+        code=code_digest("pipeline.tiles"),
         layout=layout_json,
         aoi=aoi_json,
         cube=section_json("cube"),
@@ -82,6 +84,7 @@ rule build_tile_features:
     output:
         features=directory("results/{aoi}/tiles/{tile}/features.zarr"),
     params:
+        code=code_digest("pipeline.features"),
         features=section_json("features"),
     log:
         "logs/build_tile_features/{aoi}/{tile}.log",
@@ -106,6 +109,8 @@ rule mosaic_features:
         grid="results/{aoi}/tiles/grid.zarr",
     output:
         features=directory("results/{aoi}/features.zarr"),
+    params:
+        code=code_digest("pipeline.tiles"),
     log:
         "logs/mosaic_features/{aoi}.log",
     benchmark:
@@ -151,6 +156,7 @@ rule mosaic_map:
         style="results/{aoi}/maps/{model}/classes.qml",
         item="results/{aoi}/maps/{model}/item.json",
     params:
+        code=code_digest("pipeline.tiles"),
         tiles=tile_map_folders,
         model=subpath(input.card, parent=True),
         folder=subpath(output.classes, parent=True),

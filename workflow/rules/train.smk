@@ -14,6 +14,7 @@ rule train_model:
     output:
         card="results/{aoi}/models/{model}/model_card.json",
     params:
+        code=code_digest("pipeline.train"),
         options=train_json,
         folder=subpath(output.card, parent=True),
         base_model=base_model_arg,

@@ -13,6 +13,7 @@ rule vote_map:
         style="results/{aoi}/maps/{model}/voted/classes.qml",
         segments="results/{aoi}/maps/{model}/voted/segments.gpkg",
     params:
+        code=code_digest("pipeline.vote"),
         options=voting_json(),
         map=subpath(input.classes, parent=True),
         folder=subpath(output.classes, parent=True),
