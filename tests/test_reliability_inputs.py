@@ -237,6 +237,8 @@ def test_a_checkpoint_of_other_code_is_never_resumed(tmp_path: Path, caplog: pyt
     train_model(f, lab, tmp_path / "m", opts)
     ck = load_checkpoint(tmp_path / "m" / "checkpoint.pt")
     assert ck["code_digest"] == code_digest("pipeline.train")
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["software"]["code_digest"] == ck["code_digest"]  # provenance of the model
     with caplog.at_level(logging.INFO, logger="pipeline.training.loop"):
         same = train_model(f, lab, tmp_path / "m", opts)  # same code: the finished run is resumed
     assert "resuming from" in caplog.text and same.epochs_run == 2

@@ -362,8 +362,9 @@ def fit(
     ``out_dir/checkpoint.pt`` when it exists and was written with the same options, data and code.
 
     ``meta``: model_name, model_config, classes, time_steps, data_signature, data_digest,
-    code_digest (saved in ``model.pt`` and the checkpoint). ``on_epoch_end`` (:data:`EpochCallback`): called after
-    every epoch with its ``metrics.csv`` row, once the checkpoint is written; when it returns True
+    code_digest (saved in ``model.pt`` and the checkpoint). ``on_epoch_end``
+    (:data:`EpochCallback`): called after every epoch with its ``metrics.csv`` row, once the
+    checkpoint is written; when it returns True
     before the last epoch the call ends there (``completed`` False; the checkpoint is left for a
     resume). Under DDP it is called on every rank and rank 0's answer decides.
 

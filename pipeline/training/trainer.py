@@ -215,7 +215,8 @@ def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sou
         "options": options.to_dict(),
         "options_hash": options.digest(),
         **result,
-        "software": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device)},
+        "software": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+                     "code_digest": code_digest("pipeline.train")},  # the training stage's code
     }
 
 
@@ -229,7 +230,7 @@ def train_model(
     channel, y, x) float16, NaN where missing) and ``labels`` (labels.zarr layout: ``labels``
     (time, y, x) uint8 class ids, 0 = unlabelled) on the same grid; write the model folder.
 
-    Resumes from ``out_dir/checkpoint.pt`` when it matches the options and data.
+    Resumes from ``out_dir/checkpoint.pt`` when it matches the options, data and code.
     ``sources``: data paths recorded in the model card; ``threads``: CPU threads (torch and
     scikit-learn); ``on_epoch_end``: called with each epoch's ``metrics.csv`` row of a torch
     model, True stops the run there (:func:`pipeline.training.loop.fit`; rf/svm: not called).
