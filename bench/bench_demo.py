@@ -22,6 +22,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine
 
+from pipeline.config import check_config
+
 
 def rule_times(workdir: Path) -> list[tuple[str, float, float, float]]:
     """``(rule/wildcards, wall s, cpu s, max RSS MiB)`` of every benchmark file under ``workdir``."""
@@ -36,7 +38,12 @@ def rule_times(workdir: Path) -> list[tuple[str, float, float, float]]:
 
 def main(argv: list[str]) -> int:
     workdir = Path(argv[0] if argv else ".").resolve()
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    here = Path.cwd()
+    os.chdir(workdir)  # the demo's settings apply to the demo's catalog, a folder relative to the run's
+    try:
+        config = check_config(yaml.safe_load((workdir / "config.yaml").read_text()))
+    finally:
+        os.chdir(here)
     rows = rule_times(workdir)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} (1 / 5 min)")
     train = config["train"]

@@ -86,10 +86,11 @@ def main() -> None:
     layout = plan["layout"]
     rows = max(t["row"] for t in layout["tiles"]) + 1
     cols = max(t["col"] for t in layout["tiles"]) + 1
+    epochs = base["train"].get("epochs", base["demo"]["settings"]["train"]["epochs"])  # the demo's own budget
     print(f"machine: {machine()}")
     print(f"AOI '{aoi}': {features.sizes['y']} x {features.sizes['x']} px, {features.sizes['time']} dates, "
           f"{features.sizes['channel']} feature channels; tiled: {rows} x {cols} tiles of {layout['tile_size']} px "
-          f"+ {layout['overlap']} px overlap; train.epochs {base['train']['epochs']}; snakemake --cores {args.cores}")
+          f"+ {layout['overlap']} px overlap; train.epochs {epochs}; snakemake --cores {args.cores}")
     stages = list(dict.fromkeys(list(STAGES.values()) + list(runs["tiled"][1]) + list(runs["untiled"][1])))
     print(f"{'stage':32s} {'untiled s':>10s} {'tiled s':>10s} {'tiled jobs':>10s}")
     for stage in stages:
