@@ -22,7 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine
 
-from pipeline.config import check_config
+from pipeline.config import apply_demo_settings
 
 
 def rule_times(workdir: Path) -> list[tuple[str, float, float, float]]:
@@ -38,12 +38,7 @@ def rule_times(workdir: Path) -> list[tuple[str, float, float, float]]:
 
 def main(argv: list[str]) -> int:
     workdir = Path(argv[0] if argv else ".").resolve()
-    here = Path.cwd()
-    os.chdir(workdir)  # the demo's settings apply to the demo's catalog, a folder relative to the run's
-    try:
-        config = check_config(yaml.safe_load((workdir / "config.yaml").read_text()))
-    finally:
-        os.chdir(here)
+    config = apply_demo_settings(yaml.safe_load((workdir / "config.yaml").read_text()))
     rows = rule_times(workdir)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} (1 / 5 min)")
     train = config["train"]

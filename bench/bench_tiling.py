@@ -13,6 +13,7 @@ are grouped with the stage they belong to), with the AOI shape, the tiles and th
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import subprocess
@@ -27,6 +28,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine
+
+from pipeline.config import apply_demo_settings
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = {  # rule -> stage
@@ -86,7 +89,7 @@ def main() -> None:
     layout = plan["layout"]
     rows = max(t["row"] for t in layout["tiles"]) + 1
     cols = max(t["col"] for t in layout["tiles"]) + 1
-    epochs = base["train"].get("epochs", base["demo"]["settings"]["train"]["epochs"])  # the demo's own budget
+    epochs = apply_demo_settings(copy.deepcopy(base))["train"]["epochs"]  # with the demo's own budget
     print(f"machine: {machine()}")
     print(f"AOI '{aoi}': {features.sizes['y']} x {features.sizes['x']} px, {features.sizes['time']} dates, "
           f"{features.sizes['channel']} feature channels; tiled: {rows} x {cols} tiles of {layout['tile_size']} px "

@@ -17,6 +17,7 @@ import pystac
 from pipeline.config import reject_unknown
 from pipeline.errors import ConfigError, EmptySearchError, StacError
 from pipeline.stac.aoi import Aoi
+from pipeline.stac.catalog_url import DEMO_CATALOG
 from pipeline.stac.client import open_client, supports
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 class CatalogOptions:
     """The ``catalog`` config section (see the schema for meanings and defaults)."""
 
-    url: str = "resources/demo/catalog"
+    url: str = DEMO_CATALOG
     collection: str = "landsat-c2-l2"
     platforms: tuple[str, ...] = ("landsat-8", "landsat-9")
     max_cloud_cover: float = 80.0

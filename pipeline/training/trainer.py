@@ -205,7 +205,7 @@ def data_digest(data: TrainingData, region: np.ndarray | None = None) -> str:
 
 
 def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sources: Mapping[str, str] | None,
-          device: torch.device) -> dict[str, Any]:
+          device: torch.device, code: str) -> dict[str, Any]:
     return {
         "model": options.model,
         "classes": [c.to_config() for c in options.classes],
@@ -216,7 +216,7 @@ def _card(options: TrainOptions, data: TrainingData, result: dict[str, Any], sou
         "options_hash": options.digest(),
         **result,
         "software": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                     "code_digest": code_digest("pipeline.train")},  # the training stage's code
+                     "code_digest": code},  # the training stage's code
     }
 
 
@@ -312,7 +312,7 @@ def _train_model(
                                                             "seconds": m["seconds"]}
         write_metrics(out, [row])
         card = _card(opts, data, {"best_epoch": 1, "metrics": m, "epochs_run": 1, "stopped_early": False, **relearn,
-                                  **design_facts}, sources, device)
+                                  **design_facts}, sources, device, meta["code_digest"])
         write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str))
         return TrainResult(out, out / JOBLIB_NAME, 1, m, 1, False, True, opts.digest())
 
@@ -335,7 +335,7 @@ def _train_model(
     if res.completed and world.is_main:
         card = _card(opts, data, {"best_epoch": res.best_epoch, "metrics": res.best_metrics, "epochs_run": res.epochs_run,
                                   "stopped_early": res.stopped_early, "class_alpha": alpha.tolist(), **relearn,
-                                  **design_facts}, sources, device)
+                                  **design_facts}, sources, device, meta["code_digest"])
         write_text_atomic(out / CARD_NAME, json.dumps(card, indent=2, default=str))
     return TrainResult(out, out / MODEL_NAME, res.best_epoch, res.best_metrics, res.epochs_run, res.stopped_early,
                        res.completed, opts.digest())

@@ -23,7 +23,7 @@ from pipeline.plan.experiments import (
     fold_argument,
 )
 from pipeline.plan.train_options import model_train_options
-from pipeline.stac.catalog_url import is_local_catalog
+from pipeline.stac.catalog_url import DEMO_CATALOG, is_local_catalog
 
 
 # The stage rules pass code=code_digest("pipeline.<stage>") among their params, the digest of the

@@ -3,7 +3,7 @@
 
 rule generate_demo:
     output:
-        catalog=directory("resources/demo/catalog"),
+        catalog=directory(DEMO_CATALOG),
     params:
         code=code_digest("pipeline.synthetic"),
         options=demo_json(),
