@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from pipeline.config import check_config
 from pipeline.errors import ConfigError
 from pipeline.raster.load import CubeOptions
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
-from pipeline.timegrid.composite import composite_cube, interp_time, ndvi_bands
+from pipeline.timegrid.composite import composite_cube, interp_time, nanmedian_last, ndvi_bands
 from pipeline.timegrid.grid import parse_period, time_grid
 
 START, END = dt.date(2021, 1, 1), dt.date(2021, 3, 31)
@@ -157,6 +158,25 @@ def test_linear_fill_equals_numpy_interp_and_never_clear_stays_nan() -> None:
     assert np.isnan(filled[:, :, 0, 0]).all()  # never clear: the map is nodata there
     assert np.isfinite(filled[:, :, 1, 1]).all()  # clear once (step 1): held constant everywhere
     np.testing.assert_allclose(filled[:, :, 1, 1], np.broadcast_to(raw[1, :, 1, 1], filled[:, :, 1, 1].shape))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13])
+def test_nanmedian_last_equals_numpy_nanmedian_to_the_bit(n: int) -> None:
+    """The vectorised median of the composites against numpy.nanmedian: odd and even counts of
+    clear values, all-NaN series (NaN, no warning), infinities counted as values, float32."""
+    rng = np.random.default_rng(n)
+    values = (rng.normal(size=(3, 40, 30, n)) * 1000).astype(np.float32)
+    values[rng.random(values.shape) < 0.45] = np.nan
+    values[0, :5] = np.nan  # all-NaN series
+    values[1, 0, 0, 0] = np.inf
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="All-NaN"):
+        expected = np.nanmedian(values, axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = nanmedian_last(values)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got[0, :5]).all()
 
 
 def test_interp_time_worked_example() -> None:

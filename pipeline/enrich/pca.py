@@ -34,7 +34,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.decomposition import PCA
 
 from pipeline.enrich.options import PcaMode
 from pipeline.errors import FeatureError
@@ -213,6 +212,8 @@ def sample_valid_pixels(
 
 
 def _fit(values: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    from sklearn.decomposition import PCA  # here: the tile plan reads PcaFit records without scikit-learn
+
     pca = PCA(n_components=k, svd_solver="full").fit(values)
     comps = pca.components_.copy()
     flip = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])

@@ -40,8 +40,8 @@ import xarray as xr
 
 from pipeline.atomic import write_text_atomic
 from pipeline.cli import dask_scheduler
-from pipeline.enrich import FeatureOptions, PcaFit
-from pipeline.enrich.compute import fit_cube_pca
+from pipeline.enrich.options import FeatureOptions
+from pipeline.enrich.pca import PcaFit
 from pipeline.errors import CubeError, GridError, PipelineError
 from pipeline.raster.zarr_io import open_store, write_zarr_atomic
 from pipeline.tiling.cores import mosaic_cores
@@ -202,6 +202,8 @@ def plan_tiles(cube_paths: list[Path], layout: TileLayout, *, min_valid_fraction
         if time_grid is not None:
             regrid = GridPlan(dates[keep], fraction[keep].astype(np.float32), time_grid.period, composite, fill)
             series = composite_cube(cube, time_grid, method=composite, fill=fill)
+        from pipeline.enrich.compute import fit_cube_pca  # here: torch only for the stage that fits the plan
+
         fit = fit_cube_pca(series, features)
         write_zarr_atomic(grid_store(series, features.chunk, skipped, layout), grid_path)
     plan = TilePlan(layout, series.time.values.astype("datetime64[ns]"), skipped, fit, str(cube.attrs["crs"]),

@@ -43,7 +43,6 @@ from pipeline.split.validation import (
     region_class_counts,
     validation_region,
 )
-from pipeline.training.baselines import fit_baseline
 from pipeline.training.batches import WindowSource
 from pipeline.training.data import TrainingData, channel_statistics, load_training_data
 from pipeline.training.distributed import (
@@ -306,6 +305,8 @@ def _train_model(
                             **relearn}
 
     if opts.model in SKLEARN_MODELS:
+        from pipeline.training.baselines import fit_baseline  # here: scikit-learn only for rf / svm
+
         m = fit_baseline(data.features, train_labels, val_labels, ends, options=opts, mean=mean, std=std, out_dir=out,
                          meta=meta, threads=threads)
         row = {c: float("nan") for c in METRIC_COLUMNS} | {"epoch": 1, "val_oa": m["val_oa"], "val_f1": m["val_f1"],
