@@ -187,6 +187,33 @@ def test_interp_time_worked_example() -> None:
     assert np.isnan(out[1]).all()
 
 
+@pytest.mark.parametrize("missing", [0.0, 0.3, 0.9])
+@pytest.mark.parametrize("layout", ["time-last", "time-first view"])
+def test_interp_time_equals_numpy_interp_per_series(missing: float, layout: str) -> None:
+    """Every series against numpy.interp in float64 (cast to float32 as the composite stores it):
+    gaps at the start, the end and inside, uneven step positions, both memory layouts."""
+    rng = np.random.default_rng(int(missing * 10))
+    t = 17
+    x = np.cumsum(rng.integers(3, 40, size=t)).astype(np.float64)
+    first = (rng.normal(size=(t, 2, 9, 8)) * 1000).astype(np.float32)
+    first[rng.random(first.shape) < missing] = np.nan
+    first[:, 0, 0, 0] = np.nan  # no value at all
+    first[:-1, 0, 0, 1] = np.nan  # only the last step
+    values = np.moveaxis(first, 0, -1) if layout == "time-first view" else np.ascontiguousarray(np.moveaxis(first, 0, -1))
+    before = values.copy()
+    out = interp_time(values, x)
+    assert out.dtype == np.float32 and out.shape == values.shape
+    np.testing.assert_array_equal(values, before)  # the input is left as it was
+    for idx in np.ndindex(values.shape[:-1]):
+        series = values[idx]
+        ok = np.isfinite(series)
+        if not ok.any():
+            assert np.isnan(out[idx]).all()
+            continue
+        expected = np.interp(x, x[ok], series[ok].astype(np.float64)).astype(np.float32)
+        np.testing.assert_array_equal(out[idx], expected)
+
+
 @pytest.mark.parametrize("method", ["median", "max_ndvi", "best"])
 def test_chunked_equals_unchunked(method: str) -> None:
     cube = synthetic_cube(seed=3)

@@ -83,17 +83,37 @@ def best_priority(fractions: np.ndarray, times: np.ndarray, centre: np.datetime6
     return priority
 
 
+SORTING_NETWORK_MAX = 8  # up to this many acquisitions per step the median sorts with element-wise min / max
+
+
 def nanmedian_last(values: np.ndarray) -> np.ndarray:
     """Median over the last axis of ``values`` (..., n) float32, ignoring NaN; NaN where all are NaN.
 
     The same values as ``numpy.nanmedian`` (the mean of the two middle values, in float32, for
     an even count), vectorised: numpy's version for short axes goes through masked arrays and
     issues one warning per all-NaN series, which made it the bulk of the composite stage
-    (a warning per pixel, band and step without a clear observation; bench/README.md).
+    (a warning per pixel, band and step without a clear observation; bench/README.md). Up to
+    :data:`SORTING_NETWORK_MAX` values per series (a step's acquisitions: 1-3 for monthly
+    Landsat) they are ordered by an odd-even transposition network of element-wise
+    ``fmin`` / ``maximum`` (NaN last, as ``numpy.sort``) over whole arrays; longer series by
+    ``numpy.sort`` along the axis.
     """
     n = values.shape[-1]
     if n == 1:
         return values[..., 0].astype(np.float32)
+    if n <= SORTING_NETWORK_MAX:
+        rows = [values[..., i].astype(np.float32) for i in range(n)]
+        for r in range(n):  # n rounds of an odd-even transposition network sort any input
+            for i in range(r % 2, n - 1, 2):
+                rows[i], rows[i + 1] = np.fmin(rows[i], rows[i + 1]), np.maximum(rows[i], rows[i + 1])
+        count = sum((~np.isnan(row)).astype(np.int16) for row in rows)
+        out = np.full(rows[0].shape, np.nan, dtype=np.float32)
+        for c in range(1, n + 1):
+            lo, hi = rows[(c - 1) // 2], rows[c // 2]
+            with np.errstate(invalid="ignore", over="ignore"):
+                mid = lo if c % 2 == 1 else (lo + hi) / np.float32(2)
+            np.copyto(out, mid, where=count == c)
+        return out
     ordered = np.sort(values, axis=-1)  # NaN sort last
     count = (~np.isnan(values)).sum(axis=-1, keepdims=True)  # non-NaN values, first in ``ordered``
     lo = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, -1)[..., 0]
@@ -132,20 +152,50 @@ def _step(masked: xr.DataArray, valid: xr.DataArray, fractions: np.ndarray, cent
 def interp_time(values: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Linear interpolation along the last axis of ``values`` (..., T) over the positions ``x``
     (T,) float64 of its NaNs, held constant before the first / after the last finite value (as
-    ``numpy.interp``); all-NaN series stay NaN. Vectorised over the leading axes; float32."""
+    ``numpy.interp``); all-NaN series stay NaN. Vectorised over the leading axes; float32.
+
+    Runs on the time-first view (the memory order of the composite's chunks: ``moveaxis`` of a
+    time-first array is a view) one step at a time, and computes values only where a step is
+    NaN, in float64 as ``(1 - w) v_lo + w v_hi`` written ``v_lo + (v_hi - v_lo) w``.
+    """
     t = values.shape[-1]
-    ok = np.isfinite(values)
-    pos = np.arange(t, dtype=np.int32)
-    prev = np.maximum.accumulate(np.where(ok, pos, -1), axis=-1)
-    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(ok, pos, t), -1), axis=-1), -1)
-    lo = np.clip(np.where(prev >= 0, prev, nxt), 0, t - 1)
-    hi = np.clip(np.where(nxt < t, nxt, prev), 0, t - 1)
-    v_lo = np.take_along_axis(values, lo, -1).astype(np.float64)
-    v_hi = np.take_along_axis(values, hi, -1).astype(np.float64)
-    x_lo, x_hi = x[lo], x[hi]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(x_hi > x_lo, (x - x_lo) / (x_hi - x_lo), 0.0)
-    return (v_lo + (v_hi - v_lo) * w).astype(np.float32)
+    first = np.moveaxis(values, -1, 0)
+    out = _interp_first(first.reshape(t, -1), np.asarray(x, dtype=np.float64))
+    return np.moveaxis(out.reshape(first.shape), 0, -1)
+
+
+def _interp_first(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`interp_time` of ``v`` (T, N) float along its first axis -> (T, N) float32."""
+    t, n = v.shape
+    out = np.array(v, dtype=np.float32, order="C")
+    missing = np.isnan(out)
+    if not missing.any():
+        return out
+    dtype = np.int16 if t < 2**15 - 1 else np.int32
+    prev = np.empty((t, n), dtype=dtype)  # last step <= i with a value, -1 if none
+    nxt = np.empty((t, n), dtype=dtype)  # first step >= i with a value, t if none
+    cur = np.full(n, -1, dtype=dtype)
+    for i in range(t):
+        np.copyto(cur, dtype(i), where=~missing[i])
+        prev[i] = cur
+    cur.fill(t)
+    for i in range(t - 1, -1, -1):
+        np.copyto(cur, dtype(i), where=~missing[i])
+        nxt[i] = cur
+    for i in range(t):
+        sel = np.flatnonzero(missing[i])
+        p, q = prev[i, sel].astype(np.intp), nxt[i, sel].astype(np.intp)
+        lo = np.where(p >= 0, p, q)
+        hi = np.where(q < t, q, p)
+        keep = lo < t  # lo == t: no value in the whole series, stays NaN
+        sel, lo, hi = sel[keep], lo[keep], hi[keep]
+        v_lo = out[lo, sel].astype(np.float64)
+        v_hi = out[hi, sel].astype(np.float64)
+        x_lo, x_hi = x[lo], x[hi]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(x_hi > x_lo, (x[i] - x_lo) / (x_hi - x_lo), 0.0)
+        out[i, sel] = (v_lo + (v_hi - v_lo) * w).astype(np.float32)
+    return out
 
 
 def fill_linear(reflectance: xr.DataArray) -> xr.DataArray:
