@@ -6,7 +6,8 @@ centres in that CRS):
 
 ``cube.zarr`` (stage ``pipeline.cube``)
     ``reflectance`` (time, band, y, x) float32, unitless surface reflectance (scale/offset
-    applied), NaN where the asset had nodata; cloudy pixels keep their values.
+    applied), NaN where the asset had nodata; cloudy pixels keep their values. Chunks of one
+    date, all bands and ``cube.chunk`` pixels a side.
     ``qa`` (time, y, x) uint16, the raw quality asset (0 where missing); absent when the
     catalog has no quality band (``sensor.qa: null``, attrs ``qa_decoding`` null).
     ``valid`` (time, y, x) bool, True for a clear observation per the QA decoding (without a
