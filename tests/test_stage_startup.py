@@ -2,8 +2,9 @@
 
 Every rule starts a fresh interpreter (``python -m pipeline.<stage>``), so an import that a stage
 does not need is paid on every run: torch and scikit-learn cost about 1.5 s each on 2 cores, and
-reached the composite stage through the tile plan's PCA record (bench/README.md, demo workflow).
-Each check runs in a fresh interpreter, as the workflow does.
+reached the composite stage through the tile plan's PCA record (bench/README.md, cube stage).
+The check imports the stage modules in a fresh interpreter, one after the other in the order of
+``ALLOWED``, and records what each adds.
 """
 
 from __future__ import annotations

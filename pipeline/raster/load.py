@@ -199,8 +199,8 @@ def to_cube(raw: xr.Dataset, sensor: SensorOptions, scaling: dict[str, Scaling],
         layers.append(refl.where(~missing_dn(dn, s.nodata)).assign_coords(band=band))
     reflectance = xr.concat(layers, dim="band", coords="minimal", compat="override", join="override")
     reflectance = reflectance.transpose("time", "band", "y", "x").astype("float32")
-    if reflectance.chunks is not None:  # all bands of a date and tile in one chunk: 7x fewer Zarr chunks
-        reflectance = reflectance.chunk({"band": -1})  # to read (2x faster), and the stem reads them together
+    if reflectance.chunks is not None:  # one chunk per date and tile holding every band: 7x fewer Zarr
+        reflectance = reflectance.chunk({"band": -1})  # chunks to read (2x faster), the readers' own layout
     inside = xr.DataArray(aoi_mask, dims=("y", "x"), coords={"y": raw.y, "x": raw.x})
     valid = reflectance.notnull().all("band") & inside
     variables: dict[str, xr.DataArray] = {"reflectance": reflectance}
