@@ -33,6 +33,7 @@ _HOME = {
     "StemWeights": "weights", "adapt_input_channels": "weights", "hub_checkpoint_path": "weights",
     "load_stem_weights": "weights",
 }
+__all__ = sorted(_HOME)  # the public names: those of the table
 
 
 def __getattr__(name: str) -> Any:
@@ -43,20 +44,3 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
     globals()[name] = value
     return value
-
-
-__all__ = [
-    "HALO",
-    "RESNET_URLS",
-    "FeatureOptions",
-    "PcaFit",
-    "StemWeights",
-    "adapt_input_channels",
-    "build_features",
-    "fit_pca",
-    "gabor_filter_bank",
-    "hub_checkpoint_path",
-    "load_stem_weights",
-    "stem_dense",
-    "stem_window",
-]
